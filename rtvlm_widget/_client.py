@@ -1,0 +1,294 @@
+"""OpenAI-compatible HTTP calls (``/v1/models``, ``/v1/chat/completions``) through httpx.
+
+This module knows HTTP and nothing about widgets or browsers. The API key lives only here, in the
+httpx client's default headers: it is never stored on an attribute that is printed, synced or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from ._errors import (
+    AuthenticationError,
+    BadResponse,
+    ImagesNotSupported,
+    ServerHTTPError,
+    ServerUnreachable,
+    VLMError,
+)
+
+__all__ = [
+    "ChatParams",
+    "Completion",
+    "Usage",
+    "VLMClient",
+    "build_chat_body",
+    "normalize_base_url",
+    "parse_models",
+]
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
+
+# Phrases servers use when a request carries an image they cannot take (llama.cpp without
+# --mmproj, text-only models on vLLM/Ollama, gateways). Matched case-insensitively.
+_NO_IMAGE_PHRASES = (
+    "image input is not supported",
+    "unsupported content part type",
+    "does not support image",
+    "does not support multimodal",
+    "not a multimodal model",
+    "mmproj",
+    "vision is not supported",
+    "no image support",
+)
+
+
+def normalize_base_url(url: str) -> str:
+    """Return the server root for ``url``, accepting it with or without a trailing ``/v1``.
+
+    ``http://localhost:11434/v1`` (Ollama) and ``http://localhost:8080`` (llama.cpp) both work; the
+    result never ends in ``/`` or ``/v1``. Raises ``ValueError`` with a usable message otherwise.
+    """
+    text = (url or "").strip()
+    if not text:
+        raise ValueError("base_url is empty: give the server root, e.g. http://localhost:8080")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(
+            f"base_url {redact_url(text)!r} is not an http(s) URL: "
+            "give the server root, e.g. http://localhost:8080 or http://localhost:11434/v1"
+        )
+    path = parts.path.rstrip("/")
+    if path.endswith("/v1"):
+        path = path[: -len("/v1")]
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def redact_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def parse_models(payload: object) -> list[str]:
+    """Model ids from a ``/v1/models`` body: OpenAI's ``{"data": [{"id": …}]}`` or a bare list."""
+    items: object = payload
+    if isinstance(payload, dict):
+        items = payload.get("data", payload.get("models"))
+    if not isinstance(items, list):
+        raise ValueError("expected a list of models or an object with a 'data' list")
+    ids: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            ids.append(item)
+        elif isinstance(item, dict):
+            # Ollama's native list uses "name"/"model"; OpenAI-shaped lists use "id".
+            ident = item.get("id") or item.get("model") or item.get("name")
+            if isinstance(ident, str):
+                ids.append(ident)
+    return ids
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """What to ask: the same for every frame of a live run unless the user changes it."""
+
+    prompt: str
+    model: str | None = None
+    max_tokens: int = 100
+    temperature: float = 0.2
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the server for one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def from_payload(cls, payload: object) -> Usage | None:
+        if not isinstance(payload, dict):
+            return None
+        prompt, completion = payload.get("prompt_tokens"), payload.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return cls(prompt, completion)
+        return None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer from ``/v1/chat/completions``."""
+
+    text: str
+    model: str | None
+    finish_reason: str | None
+    usage: Usage | None
+    latency_s: float
+
+
+def build_chat_body(
+    params: ChatParams, images: Sequence[bytes], mime: str = "image/jpeg"
+) -> dict[str, Any]:
+    """The JSON body for one chat request; images become data URLs (the only base64 step)."""
+    content: list[dict[str, Any]] = [
+        {
+            "type": "image_url",
+            "image_url": {"url": f"data:{mime};base64,{base64.b64encode(img).decode('ascii')}"},
+        }
+        for img in images
+    ]
+    content.append({"type": "text", "text": params.prompt})
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "stream": False,
+    }
+    if params.model:
+        body["model"] = params.model
+    return body
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The human part of an error body, whatever shape the server uses; short."""
+    try:
+        payload = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        text = response.text.strip()
+        return text[:300] if text else response.reason_phrase
+    message: object = payload
+    if isinstance(payload, dict):
+        message = payload.get("error", payload.get("detail", payload.get("message", payload)))
+        if isinstance(message, dict):
+            message = message.get("message", message)
+    return str(message)[:300]
+
+
+class VLMClient:
+    """Talks to one OpenAI-compatible server. Create it, await its calls, ``aclose()`` it.
+
+    ``transport`` is injectable (e.g. ``httpx.MockTransport``) for narrow unit tests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = normalize_base_url(base_url)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+        )
+
+    def __repr__(self) -> str:
+        return f"VLMClient(base_url={redact_url(self.base_url)!r})"
+
+    def url(self, path: str) -> str:
+        """The full, printable URL of an API path such as ``/v1/models``."""
+        return redact_url(self.base_url + path)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def list_models(self) -> list[str]:
+        """Ids from ``GET /v1/models`` (both response shapes)."""
+        response = await self._request("GET", "/v1/models")
+        try:
+            return parse_models(response.json())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadResponse(
+                f"{self.url('/v1/models')} did not return a model list ({exc}); "
+                "is base_url an OpenAI-compatible server?",
+                url=self.url("/v1/models"),
+                status=response.status_code,
+            ) from exc
+
+    async def chat(self, params: ChatParams, images: Sequence[bytes] = ()) -> Completion:
+        """One non-streaming chat completion about ``images``."""
+        path = "/v1/chat/completions"
+        started = time.perf_counter()
+        response = await self._request(
+            "POST", path, json=build_chat_body(params, images), has_images=bool(images)
+        )
+        latency = time.perf_counter() - started
+        try:
+            payload = response.json()
+            choice = payload["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BadResponse(
+                f"{self.url(path)} answered {response.status_code} without an OpenAI-style "
+                f"'choices' list ({type(exc).__name__}); is base_url an OpenAI-compatible server?",
+                url=self.url(path),
+                status=response.status_code,
+            ) from exc
+        return Completion(
+            text=str(text),
+            model=payload.get("model") if isinstance(payload.get("model"), str) else None,
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage.from_payload(payload.get("usage")),
+            latency_s=latency,
+        )
+
+    async def _request(
+        self, method: str, path: str, *, json: object = None, has_images: bool = False
+    ) -> httpx.Response:
+        url = self.url(path)
+        try:
+            response = await self._http.request(method, path, json=json)
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachable(
+                f"{url} timed out ({type(exc).__name__}); the server may be overloaded or hung",
+                url=url,
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(
+                f"cannot reach {url} ({exc or type(exc).__name__}); is the server running "
+                "and is base_url right?",
+                url=url,
+            ) from exc
+        if response.is_success:
+            return response
+        raise self._status_error(response, url, has_images)
+
+    def _status_error(self, response: httpx.Response, url: str, has_images: bool) -> VLMError:
+        status = response.status_code
+        detail = _server_message(response)
+        if status in (401, 403):
+            return AuthenticationError(
+                f"{url} refused the request ({status}: {detail}); set api_key= or the "
+                "OPENAI_API_KEY environment variable to a key this server accepts",
+                url=url,
+                status=status,
+            )
+        if has_images and any(p in detail.lower() for p in _NO_IMAGE_PHRASES):
+            return ImagesNotSupported(
+                f"this server cannot take images ({url} answered {status}: {detail}); "
+                "start it with --mmproj or choose a vision model",
+                url=url,
+                status=status,
+            )
+        if status == 404:
+            return ServerHTTPError(
+                f"{url} was not found (404: {detail}); check base_url (the server root such as "
+                "http://localhost:8080, or one ending in /v1) and the model name",
+                url=url,
+                status=status,
+            )
+        return ServerHTTPError(f"{url} answered {status}: {detail}", url=url, status=status)

@@ -1,0 +1,108 @@
+"""Messages between the browser view and the kernel; the twin of the constants in ``js/widget.js``.
+
+Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and the
+front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer, never
+base64) or an ``error``. Nothing here knows about HTTP or widgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CAPTURE",
+    "CaptureFailed",
+    "ERROR",
+    "FRAME",
+    "Frame",
+    "MAX_FRAME_BYTES",
+    "ProtocolError",
+    "SHOW_ANSWER",
+    "capture_request",
+    "parse_reply",
+    "show_answer",
+]
+
+# kernel -> front end
+CAPTURE = "capture"
+SHOW_ANSWER = "answer"
+# front end -> kernel
+FRAME = "frame"
+ERROR = "error"
+
+#: Larger frames are refused: far above any camera JPEG, well below the websocket's 10 MiB cap.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class ProtocolError(ValueError):
+    """A message from the front end that does not follow the protocol; it is dropped and counted."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One camera frame as the browser encoded it."""
+
+    seq: int
+    jpeg: bytes = field(repr=False)
+    width: int
+    height: int
+    #: Browser clock (ms since the epoch) when the frame was grabbed from the video.
+    captured_at_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class CaptureFailed:
+    """The front end could not capture a frame (no camera, permission denied, …)."""
+
+    seq: int
+    message: str
+
+
+def capture_request(seq: int, *, max_edge: int = 0) -> dict[str, Any]:
+    """Ask the view for a fresh frame; ``max_edge`` > 0 downscales in the browser before encoding."""
+    return {"kind": CAPTURE, "seq": seq, "max_edge": max_edge}
+
+
+def show_answer(seq: int, text: str) -> dict[str, Any]:
+    """Tell the view the latest answer (shown as text, never as HTML)."""
+    return {"kind": SHOW_ANSWER, "seq": seq, "text": text}
+
+
+def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:
+    value = content.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ProtocolError(f"{name!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame | CaptureFailed:
+    """Validate a message from the front end; raises ``ProtocolError`` for anything malformed."""
+    if not isinstance(content, dict):
+        raise ProtocolError(f"message is not an object: {type(content).__name__}")
+    kind = content.get("kind")
+    seq = _int_field(content, "seq", 0)
+    if kind == ERROR:
+        return CaptureFailed(seq, str(content.get("message") or "capture failed"))
+    if kind != FRAME:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    if len(buffers) != 1:
+        raise ProtocolError(f"a frame needs exactly one buffer, got {len(buffers)}")
+    buffer = buffers[0]
+    size = buffer.nbytes if isinstance(buffer, memoryview) else len(buffer)
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit")
+    jpeg = bytes(buffer)
+    if not jpeg.startswith(_JPEG_MAGIC):
+        raise ProtocolError("frame buffer is not a JPEG")
+    captured = content.get("captured_at_ms", 0.0)
+    return Frame(
+        seq=seq,
+        jpeg=jpeg,
+        width=_int_field(content, "width", 1),
+        height=_int_field(content, "height", 1),
+        captured_at_ms=float(captured) if isinstance(captured, (int, float)) else 0.0,
+    )

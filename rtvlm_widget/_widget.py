@@ -1,0 +1,111 @@
+"""The anywidget class: the browser camera view and frame intake. No HTTP here.
+
+Frames never travel in synced traits: the kernel asks for one (``capture``) and the view answers with
+the JPEG in a binary comm buffer. The traits carry only small state the panel shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ._protocol import (
+    CaptureFailed,
+    Frame,
+    ProtocolError,
+    capture_request,
+    parse_reply,
+    show_answer,
+)
+
+__all__ = ["CameraUnavailable", "CameraView"]
+
+
+def _esm_path() -> Path:
+    """The shipped front end: ``static/`` inside the wheel, ``js/`` in a source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "static" / "widget.js", here.parent / "js" / "widget.js"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("rtvlm_widget's front end (widget.js) is missing from the install")
+
+
+class CameraUnavailable(RuntimeError):
+    """The view could not deliver a frame; the message says why (permission, no camera, no view)."""
+
+
+class CameraView(anywidget.AnyWidget):  # type: ignore[misc]
+    """Live camera preview in the browser; hands JPEG frames to the kernel on request."""
+
+    _esm = _esm_path()
+
+    #: off / starting / live / denied / no-camera / ended / error — set by the view.
+    camera_state = traitlets.Unicode("off").tag(sync=True)
+    #: Human-readable detail for the state (e.g. the browser's error), set by the view.
+    camera_message = traitlets.Unicode("").tag(sync=True)
+    #: Resolution the camera actually delivers, set by the view.
+    video_width = traitlets.Int(0).tag(sync=True)
+    video_height = traitlets.Int(0).tag(sync=True)
+    #: JPEG quality used by the browser's encoder.
+    jpeg_quality = traitlets.Float(0.8, min=0.5, max=0.95).tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._seq = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Frame]] = {}
+        #: Malformed messages from the front end that were dropped.
+        self.dropped_messages = 0
+        self.on_msg(self._on_reply)
+
+    async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:
+        """Ask the view for a fresh frame and wait for it."""
+        loop = asyncio.get_running_loop()
+        seq = next(self._seq)
+        future: asyncio.Future[Frame] = loop.create_future()
+        self._pending[seq] = future
+        try:
+            self.send(capture_request(seq, max_edge=max_edge))
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise CameraUnavailable(
+                f"no frame from the browser within {timeout:g} s (camera {self.camera_state}"
+                f"{': ' + self.camera_message if self.camera_message else ''}); is the widget "
+                "displayed in an open notebook?"
+            ) from None
+        finally:
+            self._pending.pop(seq, None)
+
+    def show_answer(self, seq: int, text: str) -> None:
+        """Show ``text`` over the video in every open view."""
+        self.send(show_answer(seq, text))
+
+    def _on_reply(self, _widget: object, content: object, buffers: Sequence[memoryview]) -> None:
+        try:
+            reply = parse_reply(content, buffers)
+        except ProtocolError:
+            self.dropped_messages += 1
+            return
+        # A widget shown in two cells has two views; the first reply for a seq wins.
+        future = self._pending.get(reply.seq)
+        if future is None or future.done():
+            return
+        loop = future.get_loop()
+        if isinstance(reply, CaptureFailed):
+            loop.call_soon_threadsafe(_settle, future, CameraUnavailable(reply.message))
+        else:
+            loop.call_soon_threadsafe(_settle, future, reply)
+
+
+def _settle(future: asyncio.Future[Frame], outcome: Frame | BaseException) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
