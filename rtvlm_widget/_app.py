@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from typing import Any
 
@@ -109,10 +110,9 @@ class RealtimeVLM:
     def close(self) -> None:
         """Stop, close the HTTP client and remove the widgets from the page."""
         self._controller.stop()
-        try:
+        # Without a running loop nothing is in flight and the client holds no connections.
+        with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(self._controller.aclose())
-        except RuntimeError:
-            pass  # no loop running: nothing is in flight and the client holds no connections
         _close_tree(self._panel.root)
 
 

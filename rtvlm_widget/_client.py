@@ -1,7 +1,7 @@
 """OpenAI-compatible HTTP calls (``/v1/models``, ``/v1/chat/completions``) through httpx.
 
 This module knows HTTP and nothing about widgets or browsers. The API key lives only here, in the
-httpx client's default headers: it is never stored on an attribute that is printed, synced or logged.
+httpx client's default headers: never on an attribute that is printed, synced or logged.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The kernel-side loop: get a frame, ask the server, record the answer. Runs on the kernel's event loop.
+"""The kernel-side loop: get a frame, ask the server, record the answer, on the kernel's event loop.
 
 Everything here is asyncio: requests run as tasks, so the kernel keeps handling messages (and the
 user keeps running cells) while an answer is on its way. It knows neither ipywidgets nor the DOM: it
@@ -102,7 +102,7 @@ class Controller:
         await self.client.aclose()
 
     async def ask(self) -> Answer:
-        """One request about a fresh frame; failures come back as an ``Answer`` with ``error`` set."""
+        """One request about a fresh frame; a failure comes back as an ``Answer`` with ``error``."""
         started = time.perf_counter()
         params = self.params
         seq = 0
@@ -112,7 +112,8 @@ class Controller:
             seq = frame.seq
             params = await self._with_model(params)
             completion = await self.client.chat(params, [frame.jpeg])
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a record, never a dead loop
+        except Exception as exc:
+            # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             answer = Answer(
@@ -187,7 +188,8 @@ class Controller:
             failures = failures + 1 if answer.error else 0
             # The interval is a minimum spacing between requests, never a backlog of work; after
             # failures it grows (up to 10 s) so a server that is down is not flooded.
-            spacing = max(self.interval_s, min(10.0, 0.5 * 2 ** (failures - 1))) if failures else self.interval_s
+            backoff = min(10.0, 0.5 * 2 ** (failures - 1)) if failures else 0.0
+            spacing = max(self.interval_s, backoff)
             await asyncio.sleep(max(0.0, spacing - (time.perf_counter() - started)))
 
 

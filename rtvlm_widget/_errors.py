@@ -1,4 +1,4 @@
-"""The errors a user can meet, each with a message that says which URL, what happened and what to do."""
+"""The errors a user can meet; each message says which URL, what happened and what to do."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ __all__ = [
 class VLMError(Exception):
     """A request to the vision-language-model server failed.
 
-    ``str(error)`` is a complete, readable message (shown as-is in the panel); ``url`` is the address
-    that was called (never with credentials) and ``status`` the HTTP status when there was one.
+    ``str(error)`` is a complete, readable message (shown as-is in the panel); ``url`` is the
+    address that was called (never with credentials) and ``status`` the HTTP status, if any.
     """
 
     def __init__(self, message: str, *, url: str, status: int | None = None) -> None:

@@ -1,8 +1,8 @@
 """Messages between the browser view and the kernel; the twin of the constants in ``js/widget.js``.
 
-Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and the
-front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer, never
-base64) or an ``error``. Nothing here knows about HTTP or widgets.
+Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and
+the front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer,
+never base64) or an ``error``. Nothing here knows about HTTP or widgets.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Any
 
 __all__ = [
     "CAPTURE",
-    "CaptureFailed",
     "ERROR",
     "FRAME",
-    "Frame",
     "MAX_FRAME_BYTES",
-    "ProtocolError",
     "SHOW_ANSWER",
+    "CaptureFailed",
+    "Frame",
+    "ProtocolError",
     "capture_request",
     "parse_reply",
     "show_answer",
@@ -63,7 +63,7 @@ class CaptureFailed:
 
 
 def capture_request(seq: int, *, max_edge: int = 0) -> dict[str, Any]:
-    """Ask the view for a fresh frame; ``max_edge`` > 0 downscales in the browser before encoding."""
+    """Ask the view for a fresh frame; ``max_edge`` > 0 downscales in the browser first."""
     return {"kind": CAPTURE, "seq": seq, "max_edge": max_edge}
 
 

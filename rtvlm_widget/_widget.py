@@ -1,7 +1,7 @@
 """The anywidget class: the browser camera view and frame intake. No HTTP here.
 
-Frames never travel in synced traits: the kernel asks for one (``capture``) and the view answers with
-the JPEG in a binary comm buffer. The traits carry only small state the panel shows.
+Frames never travel in synced traits: the kernel asks for one (``capture``) and the view answers
+with the JPEG in a binary comm buffer. The traits carry only small state the panel shows.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class CameraUnavailable(RuntimeError):
     """The view could not deliver a frame; the message says why (permission, no camera, no view)."""
 
 
-class CameraView(anywidget.AnyWidget):  # type: ignore[misc]
+class CameraView(anywidget.AnyWidget):
     """Live camera preview in the browser; hands JPEG frames to the kernel on request."""
 
     _esm = _esm_path()

@@ -1,0 +1,51 @@
+# Two commands, both from a fresh clone:
+#   make run    JupyterLab on notebooks/quickstart.ipynb against a local VLM server it starts
+#   make test   everything CI checks: ruff, mypy, pytest (real JupyterLab, Chromium, llama-server)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint pytest system-deps llama-server clean
+
+# A virtualenv with the package (editable) and what the tests and the demo need.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages: Chromium for the browser tests, a C++ toolchain to build llama-server.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v cmake >/dev/null || missing="$$missing cmake"; \
+	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
+	command -v c++ >/dev/null || missing="$$missing g++"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing fonts-dejavu-core; \
+	fi
+
+# Built once per llama.cpp version into ~/.cache/rtvlm-widget (RTVLM_CACHE_DIR), outside the clone.
+llama-server: $(STAMP) system-deps
+	$(PY) -m tests.servers.llama_build
+
+run: $(STAMP) system-deps
+	$(PY) -m tests.servers.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP) llama-server
+	$(PY) -m pytest
+
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache

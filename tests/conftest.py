@@ -1,0 +1,60 @@
+"""Session fixtures shared by all tests: a real llama-server with a generated tiny vision model.
+
+Anything that cannot start makes the tests that need it fail with the reason; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import llama_build, tiny_vlm
+from tests.servers.llama import LlamaServer
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave logs and screenshots for a person to look at (git-ignored)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def llama_server_binary() -> Path:
+    return llama_build.build()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(text GGUF, mmproj GGUF) of the generated model; answers are random words."""
+    return tiny_vlm.generate(tmp_path_factory.mktemp("tiny-vlm"))
+
+
+@pytest.fixture(scope="session")
+def llama_server(
+    llama_server_binary: Path, tiny_model: tuple[Path, Path], artifacts_dir: Path
+) -> Iterator[LlamaServer]:
+    """A real llama-server with the tiny vision model, on a free loopback port."""
+    model, mmproj = tiny_model
+    with LlamaServer(
+        llama_server_binary, model, mmproj, log_path=artifacts_dir / "llama-server.log"
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def text_only_llama_server(
+    llama_server_binary: Path, tiny_model: tuple[Path, Path], artifacts_dir: Path
+) -> Iterator[LlamaServer]:
+    """The same model served without ``--mmproj``: it refuses images, as users often meet."""
+    with LlamaServer(
+        llama_server_binary,
+        tiny_model[0],
+        None,
+        log_path=artifacts_dir / "llama-server-text-only.log",
+    ) as server:
+        yield server
