@@ -137,6 +137,8 @@ function render({ model, el }) {
       }
       video.srcObject = media;
       await video.play();
+      // "playing" can come before the first decoded frame; a canvas drawn then is blank.
+      await new Promise((resolve) => video.requestVideoFrameCallback(() => resolve(undefined)));
       setState("live");
     } catch (error) {
       if (!disposed) setState(...describeCameraError(error));

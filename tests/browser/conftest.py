@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,7 @@ def camera_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def jupyter_lab(artifacts_dir: Path) -> Iterator[JupyterLab]:
     """A JupyterLab 4 server on a free loopback port, for the whole session."""
-    with JupyterLab("lab", env=_server_env(), log_path=artifacts_dir / "jupyter-lab.log") as lab:
+    with JupyterLab("lab", env=_server_env(), keep_log=artifacts_dir / "jupyter-lab.log") as lab:
         yield lab
 
 
@@ -47,7 +47,7 @@ def jupyter_lab(artifacts_dir: Path) -> Iterator[JupyterLab]:
 def jupyter_notebook(artifacts_dir: Path) -> Iterator[JupyterLab]:
     """A Notebook 7 server (same class, ``kind="notebook"``), for the whole session."""
     log = artifacts_dir / "jupyter-notebook.log"
-    with JupyterLab("notebook", env=_server_env(), log_path=log) as server:
+    with JupyterLab("notebook", env=_server_env(), keep_log=log) as server:
         yield server
 
 
@@ -63,12 +63,14 @@ def chromium(camera_y4m: Path) -> Iterator[Browser]:
             browser.close()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     # Keeps each phase's report on the item so `notebook_page` knows if the test failed.
-    outcome = yield
-    report = outcome.get_result()
+    report = yield
     setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ class JupyterLab:
         startup_timeout: float = 60.0,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
-        log_path: Path | None = None,
+        keep_log: Path | None = None,
     ) -> None:
         self.kind: Literal["lab", "notebook"] = kind
         self.startup_timeout = startup_timeout
@@ -74,8 +74,10 @@ class JupyterLab:
         self.token = secrets.token_hex(16)
         self._tmp = Path(tempfile.mkdtemp(prefix=f"rtvlm-{kind}-"))
         self.root_dir = self._tmp / "root"
-        # Outside the temporary dir when given, so the log outlives stop() for a post-mortem.
-        self.log_path = log_path if log_path is not None else self._tmp / "server.log"
+        # The live log is private to this server (parallel runs in one checkout must not
+        # truncate each other's); `keep_log` receives a copy when the server stops.
+        self.log_path = self._tmp / "server.log"
+        self.keep_log = keep_log
         self.startup_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -154,7 +156,6 @@ class JupyterLab:
         (self._tmp / "app-settings" / "overrides.json").write_text(json.dumps(_SETTING_OVERRIDES))
         self.port = _free_port()
         t0 = time.monotonic()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
                 self._command(),
@@ -223,6 +224,9 @@ class JupyterLab:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
+        if self.keep_log is not None:
+            self.keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log_path, self.keep_log)
         if os.environ.get("RTVLM_KEEP_JUPYTER_TMP") != "1":
             shutil.rmtree(self._tmp, ignore_errors=True)
 

@@ -183,7 +183,7 @@ class NotebookPage:
         self.console_messages.append(line)
         if msg.type == "error":
             loc = msg.location
-            where = f" ({loc.get('url', '')}:{loc.get('lineNumber', '')})" if loc else ""
+            where = f" ({loc['url']}:{loc.get('lineNumber', '')})" if loc.get("url") else ""
             self._errors.append(f"console.error: {msg.text}{where}")
 
     def collect_console(self) -> list[str]:

@@ -132,7 +132,7 @@ def test_fake_camera_frame_reaches_kernel(
     errors = {}
     for q in QUADRANTS:
         got, want = means[q], QUADRANT_COLORS_BGR[q]
-        errors[q] = [round(g - w, 2) for g, w in zip(got, want)]
+        errors[q] = [round(g - w, 2) for g, w in zip(got, want, strict=True)]
     print(f"\n[{kind}] colour error (B, G, R) per quadrant: {errors}")
     print(
         f"[{kind}] server {server.startup_seconds:.2f} s (fixture {t_server - t0:.2f} s), "

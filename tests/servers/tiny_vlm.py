@@ -110,6 +110,26 @@ def _content_weights(
     return weights
 
 
+ODD_V = 1.0
+ODD_P = 1.0
+ATTN_OUT_GAIN = 4.0
+PROJ_GAIN = 4.0
+
+
+def _balanced_mlp(
+    rng: np.random.Generator, n_in: int, n_hidden: int, n_out: int, gain: float
+) -> tuple[F32, F32]:
+    """(up, down) weights whose hidden units come in sign-flipped pairs.
+
+    GELU(z) - GELU(-z) == z, so down @ GELU(up @ x) is linear in x: unlike random weights, the
+    layer adds no constant offset that would look the same for every image.
+    """
+    half = n_hidden // 2
+    w_in = _normal(rng, (half, n_in), n_in**-0.5)
+    w_out = _normal(rng, (n_out, half), gain * half**-0.5)
+    return np.concatenate([w_in, -w_in]), np.concatenate([w_out, -w_out], axis=1)
+
+
 def _vocab() -> tuple[list[str], list[float], list[int]]:
     """Tokens, SentencePiece scores and token types, in id order."""
     tokens = list(SPECIAL_TOKENS)
@@ -195,7 +215,7 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
         )
         # Outputs are scaled up so that what attention brings in (image tokens included) moves
         # the next-token choice; row BIAS_DIM is zero so the bias dimension stays constant.
-        wo = _normal(rng, (N_EMBD, N_EMBD), 4.0 * N_EMBD**-0.5)
+        wo = _normal(rng, (N_EMBD, N_EMBD), ATTN_OUT_GAIN * N_EMBD**-0.5)
         wo[BIAS_DIM, :] = 0.0
         w.add_tensor(f"{p}.attn_output.weight", wo)
         w.add_tensor(f"{p}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
@@ -261,15 +281,19 @@ def _write_mmproj(path: Path, rng: np.random.Generator) -> None:
             w.add_tensor(f"{p}.{name}.bias", zeros)
         w.add_tensor(f"{p}.ln2.weight", ones)
         w.add_tensor(f"{p}.ln2.bias", zeros)
-        w.add_tensor(f"{p}.ffn_up.weight", _normal(rng, (V_FF, V_EMBD), V_EMBD**-0.5))
+        up, down = _balanced_mlp(rng, V_EMBD, V_FF, V_EMBD, 1.0) if ODD_V else (_normal(rng, (V_FF, V_EMBD), V_EMBD**-0.5), _normal(rng, (V_EMBD, V_FF), V_FF**-0.5))
+        w.add_tensor(f"{p}.ffn_up.weight", up)
         w.add_tensor(f"{p}.ffn_up.bias", np.zeros(V_FF, dtype=np.float32))
-        w.add_tensor(f"{p}.ffn_down.weight", _normal(rng, (V_EMBD, V_FF), V_FF**-0.5))
+        w.add_tensor(f"{p}.ffn_down.weight", down)
         w.add_tensor(f"{p}.ffn_down.bias", zeros)
 
     # LLaVA-1.5 projector: linear → GELU → linear into the text model's embedding space.
-    w.add_tensor("mm.0.weight", _normal(rng, (N_EMBD, V_EMBD), V_EMBD**-0.5))
+    if ODD_P:
+        mm0, mm2 = _balanced_mlp(rng, V_EMBD, N_EMBD, N_EMBD, PROJ_GAIN)
+    else:
+        mm0, mm2 = _normal(rng, (N_EMBD, V_EMBD), V_EMBD**-0.5), _normal(rng, (N_EMBD, N_EMBD), 4.0 * N_EMBD**-0.5)
+    w.add_tensor("mm.0.weight", mm0)
     w.add_tensor("mm.0.bias", np.zeros(N_EMBD, dtype=np.float32))
-    mm2 = _normal(rng, (N_EMBD, N_EMBD), 4.0 * N_EMBD**-0.5)
     mm2[IMAGE_DIM, :] = 0.0
     mm2_bias = np.zeros(N_EMBD, dtype=np.float32)
     mm2_bias[IMAGE_DIM] = IMAGE_MARK  # see IMAGE_DIM: lets text positions find image positions
