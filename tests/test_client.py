@@ -16,6 +16,7 @@ from rtvlm_widget import (
     AuthenticationError,
     BadResponse,
     ChatParams,
+    Completion,
     ImagesNotSupported,
     ServerHTTPError,
     ServerUnreachable,
@@ -60,13 +61,12 @@ def test_models_listed_with_or_without_v1(llama_server: LlamaServer, suffix: str
 def test_chat_sends_the_image_and_max_tokens(llama_server: LlamaServer) -> None:
     params = ChatParams(prompt="What do you see?", model="tiny-vlm", max_tokens=12, temperature=0)
 
-    async def both(client: VLMClient) -> tuple[object, object]:
+    async def both(client: VLMClient) -> tuple[Completion, Completion]:
         with_image = await client.chat(params, [jpeg((30, 160, 220))])
         text_only = await client.chat(params, [])
         return with_image, text_only
 
     with_image, text_only = run(both, VLMClient(llama_server.base_url))
-    assert hasattr(with_image, "usage") and hasattr(text_only, "usage")
     assert with_image.usage is not None and text_only.usage is not None
     # The generated model turns every image into exactly IMAGE_TOKENS prompt tokens.
     assert with_image.usage.prompt_tokens - text_only.usage.prompt_tokens == IMAGE_TOKENS
@@ -139,9 +139,7 @@ def _fake(status: int, body: bytes, content_type: str = "application/json") -> V
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, content=body, headers={"content-type": content_type})
 
-    return VLMClient(
-        "http://fake.test:1/v1", api_key="sk-SECRET-123", transport=httpx.MockTransport(handler)
-    )
+    return VLMClient("http://fake.test:1/v1", api_key="sk-SECRET-123", transport=httpx.MockTransport(handler))
 
 
 def test_401_names_the_key_setting_but_never_the_key() -> None:

@@ -13,6 +13,7 @@ NotFoundError in getUserMedia), hence the half-resolution chroma planes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -43,9 +44,7 @@ def yuv_bt601_to_bgr(yuv: tuple[int, int, int]) -> tuple[float, float, float]:
     y, u, v = (float(c) for c in yuv)
     yy = 255.0 / 219.0 * (y - 16.0)
     r = yy + 255.0 / 224.0 * 1.402 * (v - 128.0)
-    g = yy - 255.0 / 224.0 * (
-        1.772 * 0.114 / 0.587 * (u - 128.0) + 1.402 * 0.299 / 0.587 * (v - 128.0)
-    )
+    g = yy - 255.0 / 224.0 * (1.772 * 0.114 / 0.587 * (u - 128.0) + 1.402 * 0.299 / 0.587 * (v - 128.0))
     b = yy + 255.0 / 224.0 * 1.772 * (u - 128.0)
     return (b, g, r)
 
@@ -81,10 +80,11 @@ def write_quadrants_y4m(path: Path, width: int = 640, height: int = 480, frames:
     path.write_bytes(header + frame * frames)
 
 
-def quadrant_means(bgr: npt.NDArray[np.uint8]) -> dict[str, tuple[float, float, float]]:
+def quadrant_means(bgr: npt.NDArray[Any]) -> dict[str, tuple[float, float, float]]:
     """Mean B, G, R of the central half (each way) of each quadrant of a BGR image.
 
-    Staying away from the borders keeps JPEG ringing and chroma bleed out of the means.
+    Accepts any numeric dtype (cv2.imdecode's typing is loose). Staying away from the
+    borders keeps JPEG ringing and chroma bleed out of the means.
     """
     if bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 BGR image, got shape {bgr.shape}")

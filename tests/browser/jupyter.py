@@ -116,8 +116,7 @@ class JupyterLab:
         # given to Notebook 7, whose server loads the jupyterlab extension (LabApp) too.
         cmd += [
             "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class="
-            "jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
         ]
         return cmd + list(self.extra_args)
 
@@ -200,15 +199,27 @@ class JupyterLab:
             text = self.log_path.read_text(errors="replace")
         except OSError as exc:
             return f"(no server log: {exc})"
-        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(
-            text.splitlines()[-lines:]
-        )
+        return f"--- last {lines} lines of {self.log_path} ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def stop(self) -> None:
-        """Stop the server and its kernels; keeps the temporary directory only on failure."""
+        """Stop the server and its kernels, then delete the temporary directory.
+
+        Set RTVLM_KEEP_JUPYTER_TMP=1 to keep the directory (settings, root dir, log).
+        Safe to call more than once.
+        """
         proc, self._proc = self._proc, None
-        if proc is None:
-            return
+        if proc is not None:
+            self._stop_process(proc)
+            if self.keep_log is not None:
+                try:
+                    self.keep_log.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self.log_path, self.keep_log)
+                except OSError:
+                    pass  # a missing copy must not hide the test's own outcome
+        if os.environ.get("RTVLM_KEEP_JUPYTER_TMP") != "1":
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _stop_process(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:
             try:
                 # Graceful: the server shuts its kernels down itself.
@@ -224,11 +235,6 @@ class JupyterLab:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
-        if self.keep_log is not None:
-            self.keep_log.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log_path, self.keep_log)
-        if os.environ.get("RTVLM_KEEP_JUPYTER_TMP") != "1":
-            shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> JupyterLab:
         return self.start()
@@ -281,9 +287,7 @@ class JupyterLab:
             ],
         }
         path = urllib.parse.quote(_notebook_path(name))
-        self._request(
-            "PUT", f"/api/contents/{path}", {"type": "notebook", "format": "json", "content": nb}
-        )
+        self._request("PUT", f"/api/contents/{path}", {"type": "notebook", "format": "json", "content": nb})
 
     def read_notebook(self, name: str) -> dict[str, Any]:
         """The notebook as saved on disk (nbformat JSON); save in the browser first."""

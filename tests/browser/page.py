@@ -64,9 +64,7 @@ def launch_chromium(
         args.append(f"--use-file-for-fake-video-capture={y4m}")
     args += list(extra_args)
     try:
-        return playwright.chromium.launch(
-            executable_path=str(CHROMIUM_PATH), headless=headless, args=args
-        )
+        return playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), headless=headless, args=args)
     except Error as exc:
         raise RuntimeError(f"could not launch {CHROMIUM_PATH}: {exc}") from exc
 
@@ -204,8 +202,7 @@ class NotebookPage:
             handle = self.page.wait_for_function(_READY_JS, arg=path, timeout=ms, polling=100)
         except PlaywrightTimeoutError as exc:
             raise TimeoutError(
-                f"notebook {path} not open with an idle kernel after {timeout:.0f} s\n"
-                + self._report()
+                f"notebook {path} not open with an idle kernel after {timeout:.0f} s\n" + self._report()
             ) from exc
         panel_id = handle.json_value()
         if not isinstance(panel_id, str):
@@ -217,9 +214,7 @@ class NotebookPage:
         if self.panel_id is None or self.page.is_closed():
             return
         self.page.evaluate(_SHUTDOWN_JS, self.panel_id)
-        self.page.wait_for_function(
-            _SHUTDOWN_DONE_JS, arg=self.panel_id, timeout=timeout * 1000, polling=100
-        )
+        self.page.wait_for_function(_SHUTDOWN_DONE_JS, arg=self.panel_id, timeout=timeout * 1000, polling=100)
 
     def _panel(self) -> str:
         if self.panel_id is None:
@@ -246,9 +241,7 @@ class NotebookPage:
             done, ok, error, count, before = self._run_state(index)
             if done:
                 if error is not None:
-                    raise RuntimeError(
-                        f"running cell {index} failed in the page: {error}\n" + self._report()
-                    )
+                    raise RuntimeError(f"running cell {index} failed in the page: {error}\n" + self._report())
                 if count is None and not retried:
                     # The command resolved without executing (e.g. the session was not
                     # ready after all): once more, then report.

@@ -102,9 +102,7 @@ def test_fake_camera_frame_reaches_kernel(
     kind: str, request: pytest.FixtureRequest, notebook_page: NotebookPage
 ) -> None:
     t0 = time.monotonic()
-    server: JupyterLab = request.getfixturevalue(
-        "jupyter_lab" if kind == "lab" else "jupyter_notebook"
-    )
+    server: JupyterLab = request.getfixturevalue("jupyter_lab" if kind == "lab" else "jupyter_notebook")
     t_server = time.monotonic()
     name = f"smoke_{kind}"
     server.put_notebook(name, [GRAB_CELL, MEASURE_CELL])
@@ -115,9 +113,7 @@ def test_fake_camera_frame_reaches_kernel(
     assert notebook_page.run_cell(0, timeout=30), notebook_page.cell_text(0)
     # The widget's own status line says when the frame was sent (or why not).
     status = notebook_page.cell_output(0).locator("pre")
-    status.filter(has_text="sent").or_(status.filter(has_text="grab error")).wait_for(
-        timeout=20_000
-    )
+    status.filter(has_text="sent").or_(status.filter(has_text="grab error")).wait_for(timeout=20_000)
     t_grab = time.monotonic()
     assert "grab error" not in status.inner_text(), status.inner_text()
 

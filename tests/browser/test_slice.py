@@ -14,6 +14,7 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
+
 from tests.browser.camera import QUADRANT_COLORS_BGR, QUADRANTS, quadrant_means
 from tests.browser.jupyter import JupyterLab
 from tests.browser.page import NotebookPage
@@ -103,8 +104,8 @@ def _check(result: dict[str, Any], llama_server: LlamaServer) -> None:
     # What reached the kernel is the camera's picture.
     assert (result["width"], result["height"]) == (640, 480)
     image = cv2.imdecode(np.frombuffer(result["jpeg"], np.uint8), cv2.IMREAD_COLOR)
-    assert image.shape == (480, 640, 3)
-    means = quadrant_means(image)
+    assert image is not None and image.shape == (480, 640, 3)
+    means = quadrant_means(image.astype(np.uint8))
     for quadrant in QUADRANTS:
         expected = QUADRANT_COLORS_BGR[quadrant]
         got = means[quadrant]

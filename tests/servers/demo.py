@@ -66,9 +66,7 @@ def _server() -> tuple[LlamaServer | None, str, str]:
             "`make run RTVLM_BASE_URL=http://localhost:8080`"
         )
     text, mmproj_path = tiny_vlm.generate(cache / "models")
-    server = LlamaServer(
-        llama_build.build(), text, mmproj_path, log_path=cache / "demo-llama-server.log"
-    )
+    server = LlamaServer(llama_build.build(), text, mmproj_path, log_path=cache / "demo-llama-server.log")
     return server, "", OFFLINE_NOTE
 
 

@@ -114,6 +114,7 @@ ODD_V = 1.0
 ODD_P = 1.0
 ATTN_OUT_GAIN = 4.0
 PROJ_GAIN = 4.0
+REPEAT_PENALTY = 0.0
 
 
 def _balanced_mlp(
@@ -235,6 +236,7 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     # one: only readable words are ever sampled, and the answer always runs to max_tokens.
     head[:, BIAS_DIM] = np.where(is_word, BIAS_LOGIT, -BIAS_LOGIT)
     head[~is_word, 1:] = 0.0
+    head[:, 1:] -= REPEAT_PENALTY * embd[:, 1:]
     w.add_tensor("output.weight", head)
 
     _write_atomically(w, tmp, path)

@@ -1,0 +1,102 @@
+"""The controller against the real llama-server, with frames from a fixed JPEG instead of a browser."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rtvlm_widget import Answer, CameraUnavailable, ChatParams, Frame, VLMClient
+from rtvlm_widget._controller import Controller
+from tests.servers.llama import LlamaServer
+
+
+class StillCamera:
+    """A frame source that always shows the same picture (or fails, when told to)."""
+
+    def __init__(self) -> None:
+        image = np.full((240, 320, 3), (40, 120, 200), np.uint8)
+        self.jpeg = bytes(cv2.imencode(".jpg", image)[1])
+        self.fail_with: str | None = None
+        self.shown: list[tuple[int, str]] = []
+        self._seq = 0
+
+    async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:
+        self._seq += 1
+        if self.fail_with:
+            raise CameraUnavailable(self.fail_with)
+        return Frame(seq=self._seq, jpeg=self.jpeg, width=320, height=240)
+
+    def show_answer(self, seq: int, text: str) -> None:
+        self.shown.append((seq, text))
+
+
+def _controller(server: LlamaServer, camera: StillCamera, **kwargs: Any) -> Controller:
+    params = ChatParams(prompt="What is this?", max_tokens=5, temperature=0)
+    return Controller(camera, VLMClient(server.base_url), params, **kwargs)
+
+
+def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServer) -> None:
+    camera = StillCamera()
+    seen: list[Answer] = []
+
+    async def go() -> list[Answer]:
+        controller = _controller(llama_server, camera, history_limit=2)
+        controller.on_answer(seen.append)
+        try:
+            return [await controller.ask() for _ in range(3)]
+        finally:
+            await controller.aclose()
+
+    answers = asyncio.run(go())
+    assert [a.seq for a in answers] == [1, 2, 3]
+    assert all(a.ok and a.text and a.model == "tiny-vlm" for a in answers)
+    assert all(a.usage is not None and a.usage.completion_tokens == 5 for a in answers)
+    assert answers[0].jpeg == camera.jpeg and answers[0].frame_width == 320
+    assert seen == answers
+    assert camera.shown == [(a.seq, a.text) for a in answers]
+
+
+def test_failures_become_records_and_listener_errors_do_not_stop_the_loop(
+    llama_server: LlamaServer,
+) -> None:
+    camera = StillCamera()
+
+    def broken_listener(answer: Answer) -> None:
+        raise RuntimeError("user callback bug")
+
+    async def go() -> tuple[Answer, Answer, int]:
+        controller = _controller(llama_server, camera)
+        controller.on_answer(broken_listener)
+        try:
+            camera.fail_with = "camera permission denied"
+            failed = await controller.ask()
+            camera.fail_with = None
+            ok = await controller.ask()
+            return failed, ok, len(controller.history)
+        finally:
+            await controller.aclose()
+
+    failed, ok, kept = asyncio.run(go())
+    assert failed.error == "camera permission denied" and failed.text == ""
+    assert ok.ok and ok.text
+    assert kept == 2
+
+
+def test_live_loop_runs_one_request_at_a_time(llama_server: LlamaServer) -> None:
+    camera = StillCamera()
+
+    async def go() -> int:
+        controller = _controller(llama_server, camera, interval_s=0)
+        controller.start()
+        await asyncio.sleep(1.0)
+        controller.stop()
+        await controller.aclose()
+        return len(controller.history)
+
+    count = asyncio.run(go())
+    # Back to back, never overlapping: every frame got its answer before the next was taken.
+    assert count >= 3
+    assert camera._seq in (count, count + 1)
