@@ -80,6 +80,7 @@ class JupyterLab:
         self.keep_log = keep_log
         self.startup_seconds = 0.0
         self._proc: subprocess.Popen[bytes] | None = None
+        self._keep_tmp = os.environ.get("RTVLM_KEEP_JUPYTER_TMP") == "1"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -168,6 +169,7 @@ class JupyterLab:
         try:
             self._wait_ready(t0 + self.startup_timeout)
         except BaseException:
+            self._keep_tmp = True  # the error names the log in it: leave it for a look
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - t0
@@ -204,8 +206,8 @@ class JupyterLab:
     def stop(self) -> None:
         """Stop the server and its kernels, then delete the temporary directory.
 
-        Set RTVLM_KEEP_JUPYTER_TMP=1 to keep the directory (settings, root dir, log).
-        Safe to call more than once.
+        The directory (settings, root dir, log) is kept when start() failed or with
+        RTVLM_KEEP_JUPYTER_TMP=1. Safe to call more than once.
         """
         proc, self._proc = self._proc, None
         if proc is not None:
@@ -216,7 +218,7 @@ class JupyterLab:
                     shutil.copyfile(self.log_path, self.keep_log)
                 except OSError:
                     pass  # a missing copy must not hide the test's own outcome
-        if os.environ.get("RTVLM_KEEP_JUPYTER_TMP") != "1":
+        if not self._keep_tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _stop_process(self, proc: subprocess.Popen[bytes]) -> None:

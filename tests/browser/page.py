@@ -113,7 +113,9 @@ _RUN_JS = (
   runs[key] = run;
   // Not awaited: a cell may run for long (it can wait for the widget) and the caller
   // decides whether to wait. `notebook:run-cell` runs the selected cell, no advancing.
-  app.commands.execute('notebook:run-cell', { activate: false }).then(
+  // `semanticWidget` names the target panel (Lab/Notebook 7 getCurrent() honours it), so
+  // the command cannot hit another notebook while focus is still moving.
+  app.commands.execute('notebook:run-cell', { activate: false, semanticWidget: id }).then(
     (ok) => { run.ok = ok; run.done = true; },
     (err) => { run.error = String(err); run.done = true; },
   );
