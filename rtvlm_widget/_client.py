@@ -138,9 +138,7 @@ class Completion:
     latency_s: float
 
 
-def build_chat_body(
-    params: ChatParams, images: Sequence[bytes], mime: str = "image/jpeg"
-) -> dict[str, Any]:
+def build_chat_body(params: ChatParams, images: Sequence[bytes], mime: str = "image/jpeg") -> dict[str, Any]:
     """The JSON body for one chat request; images become data URLs (the only base64 step)."""
     content: list[dict[str, Any]] = [
         {

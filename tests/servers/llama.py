@@ -14,18 +14,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO
 
 import httpx
 
-#: Fixed server settings the tests rely on (one place, so tests and docs agree).
-DEFAULT_ARGS: tuple[str, ...] = (
-    "-c", "2048",
-    "-t", "2",
-    "--parallel", "2",
-    "--n-predict", "64",
-    # This llama.cpp answers 500 "Chunk not found" when a prompt reuses a cached prefix that
-    # ended in an image; not caching prompts avoids it.
+#: Fixed server settings the tests rely on (one place, so tests and docs agree). ``--no-cache-prompt``:
+#: this llama.cpp answers 500 "Chunk not found" when a prompt reuses a cached prefix that ended in an
+#: image; not caching prompts avoids it.
+DEFAULT_ARGS = (
+    "-c",
+    "2048",
+    "-t",
+    "2",
+    "--parallel",
+    "2",
+    "--n-predict",
+    "64",
     "--no-cache-prompt",
     "--no-webui",
 )
@@ -42,7 +46,9 @@ def free_port() -> int:
 class LlamaServer:
     """A ``llama-server`` child process serving ``model`` (and ``mmproj`` for images).
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop` yourself.
+    Use as a context manager, or call :meth:`start` and :meth:`stop` yourself. ``extra_args`` come
+    after :data:`DEFAULT_ARGS`, so they may override them (llama.cpp takes a flag's last value).
+    Without ``log_path`` the log goes to a temporary file, removed again by :meth:`stop`.
     """
 
     def __init__(
@@ -64,6 +70,7 @@ class LlamaServer:
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._temp_log = False
 
     @property
     def base_url(self) -> str:
@@ -91,15 +98,22 @@ class LlamaServer:
         if self._proc is not None:
             raise RuntimeError("llama-server is already started")
         deadline = time.monotonic() + timeout
+        log = ""
         # The port is picked here and bound by the server a moment later; another process (say, a
         # parallel test worker) may take it in between, so a lost bind is retried on a new port.
         for _ in range(3):
-            if self._launch_and_wait(deadline, timeout):
+            problem = self._launch_and_wait(deadline, timeout)
+            if problem is None:
                 return
-        raise RuntimeError(f"llama-server could not bind a port:\n{self.log_tail()}")
+            self._end_process()
+            log = self.log_tail()
+            self.stop()  # removes a temporary log, now that its tail is read
+            if "couldn't bind" not in log:
+                raise RuntimeError(f"llama-server {problem}:\n{log}")
+        raise RuntimeError(f"llama-server could not bind a free port:\n{log}")
 
-    def _launch_and_wait(self, deadline: float, timeout: float) -> bool:
-        """True once healthy; False if the port was lost to another process; raises otherwise."""
+    def _launch_and_wait(self, deadline: float, timeout: float) -> str | None:
+        """None once ``/health`` answers 200, else what went wrong (the process is left to the caller)."""
         self._open_log()
         self.port = free_port()
         proc = self._proc = subprocess.Popen(
@@ -111,35 +125,29 @@ class LlamaServer:
         with httpx.Client(timeout=2.0) as client:
             while True:
                 if proc.poll() is not None:
-                    self.stop()
-                    log = self.log_tail()
-                    if "couldn't bind" in log:
-                        return False
-                    raise RuntimeError(f"llama-server exited with code {proc.returncode}:\n{log}")
+                    return f"exited with code {proc.returncode}"
                 try:
                     if client.get(f"{self.base_url}/health").status_code == 200:
-                        return True
+                        return None
                 except httpx.TransportError:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"llama-server not healthy after {timeout:.0f} s:\n{self.log_tail()}"
-                    )
+                    return f"not healthy after {timeout:g} s"
                 time.sleep(0.05)
 
     def _open_log(self) -> None:
         if self.log_path is None:
-            # Keep a log even when no path is given: it is what explains a failed start.
+            # Log to a file even when no path is given: its tail is what explains a failed start.
             fd, name = tempfile.mkstemp(prefix="llama-server-", suffix=".log")
             self.log_path = Path(name)
-            self._log = open(fd, "wb")  # noqa: SIM115 - closed in stop()
+            self._temp_log = True
+            self._log = open(fd, "wb")  # noqa: SIM115 - closed in _end_process()
         else:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("wb")
 
-    def stop(self) -> None:
-        """Terminate the server (kill it if it does not exit within 10 s); safe to call twice."""
+    def _end_process(self) -> None:
+        """Terminate the server (kill it if it does not exit within 10 s) and close the log."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -152,6 +160,13 @@ class LlamaServer:
             self._log.close()
             self._log = None
 
+    def stop(self) -> None:
+        """Stop the server and remove a temporary log; safe to call twice."""
+        self._end_process()
+        if self._temp_log and self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+            self.log_path, self._temp_log = None, False
+
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the server's log (empty if there is none yet)."""
         if self.log_path is None or not self.log_path.is_file():
@@ -159,7 +174,7 @@ class LlamaServer:
         with self.log_path.open(encoding="utf-8", errors="replace") as f:
             return "".join(collections.deque(f, maxlen=lines))
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LlamaServer:
         self.start()
         return self
 

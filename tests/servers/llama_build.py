@@ -76,9 +76,17 @@ def build(jobs: int | None = None) -> Path:
         work = Path(tmp)
         _run(
             [
-                sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                "--no-binary", "llama-cpp-python",
-                f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", "-d", str(work),
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                "llama-cpp-python",
+                f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}",
+                "-d",
+                str(work),
             ]
         )
         sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
@@ -89,8 +97,15 @@ def build(jobs: int | None = None) -> Path:
         build_dir = work / "build"
         _run(["cmake", "-S", str(src), "-B", str(build_dir), *_CMAKE_FLAGS])
         _run(
-            ["cmake", "--build", str(build_dir), "--target", "llama-server",
-             "-j", str(jobs or os.cpu_count() or 2)]
+            [
+                "cmake",
+                "--build",
+                str(build_dir),
+                "--target",
+                "llama-server",
+                "-j",
+                str(jobs or os.cpu_count() or 2),
+            ]
         )
         built = build_dir / "bin" / "llama-server"
         # Copy then rename, so a half-written binary is never taken for a finished one.

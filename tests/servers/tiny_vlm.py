@@ -7,8 +7,8 @@ answers are gibberish, but every request runs the server's real path (image deco
 Two GGUF files come out:
 
 * a text model, architecture ``llama`` (hidden 128, 2 layers, 2 heads, FFN 256) with a
-  SentencePiece-style vocab: 5 special tokens, the 256 byte tokens (so any text tokenises) and a
-  few hundred printable word pieces, plus a ChatML chat template;
+  SentencePiece-style vocab of 408 tokens: 5 special tokens, the 256 byte tokens (so any text
+  tokenises) and 147 printable word pieces, plus a ChatML chat template;
 * a vision projector (``mmproj``), architecture ``clip``, LLaVA-1.5 style ``mlp`` projector:
   32-px images cut into 8-px patches, so every image costs :data:`IMAGE_TOKENS` prompt tokens.
 
@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 #: Bump whenever the generated files change, so cached files of an older layout are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Prompt tokens one image costs: (IMAGE_SIZE / PATCH_SIZE) ** 2 patches, one token each.
 IMAGE_TOKENS = 16
@@ -54,21 +54,32 @@ V_HEAD = 4
 V_FF = 128
 V_EPS = 1e-6
 
-# Residual-stream dimension that carries a constant in every text position. No layer writes to it,
-# so after the final RMS norm it is always clearly positive, and the output head uses it as a bias:
-# +BIAS_LOGIT for word pieces, -BIAS_LOGIT for everything else (specials, bytes).
+# How the random weights are steered, so that the gibberish still behaves like a model's answer:
+#
+# * BIAS_DIM of the text residual stream holds BIAS_VALUE in every token embedding and no layer
+#   writes to it, so after the final RMS norm it is always clearly positive. The output head uses
+#   it as a bias: +BIAS_LOGIT for word pieces and -BIAS_LOGIT for everything else (EOS, EOT, bytes),
+#   so only words are ever sampled and every answer runs to max_tokens.
+# * IMAGE_DIM holds IMAGE_MARK in every image embedding (the projector writes it) and 0 in token
+#   embeddings. In layer 0, head 0 (the "image head") has one query/key channel pair that
+#   multiplies a text position's BIAS_DIM with a key position's IMAGE_DIM, so it attends mostly to
+#   the image; its output is scaled by IMAGE_HEAD_GAIN, so different images give clearly different
+#   answers. The pair is the head's slowest RoPE pair (~1e-4 rad per position), so the boost
+#   hardly depends on distance.
+# * Random weights read only the other ("content") dimensions: the markers are the same in every
+#   text (or image) position and would add one vector everywhere, making a few words always win.
+# * The output head subtracts REPEAT_PENALTY x each word's own embedding, which makes the word just
+#   written less likely next (fewer "fish fish fish" answers at temperature 0).
 BIAS_DIM = 0
 BIAS_VALUE = 4.0
 BIAS_LOGIT = 12.0
-
-# Residual-stream dimension that marks image embeddings: the projector writes IMAGE_MARK there and
-# text embeddings hold 0. In every attention head one query/key channel pair multiplies the text
-# position's BIAS_DIM with a key position's IMAGE_DIM, so text attends mostly to image positions
-# and different images give clearly different answers. The pair is the head's last RoPE pair,
-# whose rotation is ~1e-4 rad per position, so the boost hardly depends on distance.
 IMAGE_DIM = 1
-IMAGE_MARK = 8.0
-IMAGE_ATTN_GAIN = 1.5
+IMAGE_MARK = 3.0
+IMAGE_ATTN_GAIN = 2.5
+IMAGE_HEAD_GAIN = 8.0
+REPEAT_PENALTY = 0.05
+# Scale of the projector's output: image embeddings a few times larger than token embeddings.
+PROJ_GAIN = 4.0
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
 UNK_ID, BOS_ID, EOS_ID, IM_START_ID, IM_END_ID = range(len(SPECIAL_TOKENS))
@@ -101,29 +112,20 @@ def _normal(rng: np.random.Generator, shape: tuple[int, ...], std: float) -> F32
     return rng.normal(0.0, std, size=shape).astype(np.float32)
 
 
-def _content_weights(
-    rng: np.random.Generator, shape: tuple[int, int], std: float, content: list[int]
-) -> F32:
+def _content_weights(rng: np.random.Generator, shape: tuple[int, int], std: float, content: list[int]) -> F32:
     """Random (out, in) weights that read only the ``content`` input dimensions."""
     weights = np.zeros(shape, dtype=np.float32)
     weights[:, content] = _normal(rng, (shape[0], len(content)), std)
     return weights
 
 
-ODD_V = 1.0
-ODD_P = 1.0
-ATTN_OUT_GAIN = 4.0
-PROJ_GAIN = 4.0
-REPEAT_PENALTY = 0.0
-
-
 def _balanced_mlp(
     rng: np.random.Generator, n_in: int, n_hidden: int, n_out: int, gain: float
 ) -> tuple[F32, F32]:
-    """(up, down) weights whose hidden units come in sign-flipped pairs.
+    """(up, down) weights of a GELU MLP whose hidden units come in sign-flipped pairs.
 
-    GELU(z) - GELU(-z) == z, so down @ GELU(up @ x) is linear in x: unlike random weights, the
-    layer adds no constant offset that would look the same for every image.
+    GELU(z) - GELU(-z) == z, so down @ GELU(up @ x) is linear in x. Random weights would add
+    GELU's positive mean, one offset that looks the same for every image and drowns the image.
     """
     half = n_hidden // 2
     w_in = _normal(rng, (half, n_in), n_in**-0.5)
@@ -156,13 +158,18 @@ def _write_atomically(writer: gguf.GGUFWriter, tmp_path: Path, final_path: Path)
     os.replace(tmp_path, final_path)
 
 
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     tokens, scores, types = _vocab()
     n_vocab = len(tokens)
     is_word = np.array([t == int(gguf.TokenType.NORMAL) for t in types])
     head_dim = N_EMBD // N_HEAD
+    content = [d for d in range(N_EMBD) if d not in (BIAS_DIM, IMAGE_DIM)]
 
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = _tmp_path(path)
     w = gguf.GGUFWriter(tmp, arch="llama")
     w.add_name(f"tiny-vlm text v{GENERATOR_VERSION}")
     w.add_file_type(int(gguf.LlamaFileType.ALL_F32))
@@ -186,6 +193,10 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     w.add_unk_token_id(UNK_ID)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
+    # The server tokenises the text before and after an image separately; with SentencePiece's
+    # space prefix the text after an image would gain a "▁" (3 byte tokens here), and an image
+    # would cost more than IMAGE_TOKENS when it comes before the prompt.
+    w.add_add_space_prefix(False)
     w.add_chat_template(CHATML_TEMPLATE)
 
     # Numpy shapes are (out, in); gguf stores them reversed, as ggml's [in, out].
@@ -194,46 +205,38 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
     embd[:, IMAGE_DIM] = 0.0
     w.add_tensor("token_embd.weight", embd)
 
+    std = N_EMBD**-0.5
     for il in range(N_LAYER):
         p = f"blk.{il}"
-        w.add_tensor(f"{p}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        # Marker dimensions (BIAS_DIM, IMAGE_DIM) are the same in every text (or image) position;
-        # random weights reading them would add the same vector everywhere and make a few words
-        # win every time, so only the hand-set channels below read them.
-        content = [d for d in range(N_EMBD) if d not in (BIAS_DIM, IMAGE_DIM)]
-        wq = _content_weights(rng, (N_EMBD, N_EMBD), N_EMBD**-0.5, content)
-        wk = _content_weights(rng, (N_EMBD, N_EMBD), N_EMBD**-0.5, content)
-        for head in range(N_HEAD):
-            slow = head * head_dim + head_dim - 2  # first channel of the head's slowest RoPE pair
+        wq = _content_weights(rng, (N_EMBD, N_EMBD), std, content)
+        wk = _content_weights(rng, (N_EMBD, N_EMBD), std, content)
+        wv = _content_weights(rng, (N_EMBD, N_EMBD), std, content)
+        wo = _normal(rng, (N_EMBD, N_EMBD), std)
+        wo[BIAS_DIM, :] = 0.0  # nothing writes to the bias dimension
+        if il == 0:
+            # Head 0 of layer 0 is the image head (see BIAS_DIM / IMAGE_DIM above).
+            slow = head_dim - 2  # first channel of head 0's slowest RoPE pair
             wq[slow : slow + 2, :] = 0.0
             wk[slow : slow + 2, :] = 0.0
             wq[slow, BIAS_DIM] = IMAGE_ATTN_GAIN
             wk[slow, IMAGE_DIM] = IMAGE_ATTN_GAIN
-        w.add_tensor(f"{p}.attn_q.weight", wq)
-        w.add_tensor(f"{p}.attn_k.weight", wk)
-        w.add_tensor(
-            f"{p}.attn_v.weight", _content_weights(rng, (N_EMBD, N_EMBD), N_EMBD**-0.5, content)
-        )
-        # Outputs are scaled up so that what attention brings in (image tokens included) moves
-        # the next-token choice; row BIAS_DIM is zero so the bias dimension stays constant.
-        wo = _normal(rng, (N_EMBD, N_EMBD), ATTN_OUT_GAIN * N_EMBD**-0.5)
-        wo[BIAS_DIM, :] = 0.0
-        w.add_tensor(f"{p}.attn_output.weight", wo)
-        w.add_tensor(f"{p}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-        w.add_tensor(
-            f"{p}.ffn_gate.weight", _content_weights(rng, (N_FF, N_EMBD), N_EMBD**-0.5, content)
-        )
-        w.add_tensor(
-            f"{p}.ffn_up.weight", _content_weights(rng, (N_FF, N_EMBD), N_EMBD**-0.5, content)
-        )
+            wo[:, :head_dim] *= IMAGE_HEAD_GAIN
+        gate = _content_weights(rng, (N_FF, N_EMBD), std, content)
+        up = _content_weights(rng, (N_FF, N_EMBD), std, content)
         down = _normal(rng, (N_EMBD, N_FF), N_FF**-0.5)
         down[BIAS_DIM, :] = 0.0
+        w.add_tensor(f"{p}.attn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(f"{p}.attn_q.weight", wq)
+        w.add_tensor(f"{p}.attn_k.weight", wk)
+        w.add_tensor(f"{p}.attn_v.weight", wv)
+        w.add_tensor(f"{p}.attn_output.weight", wo)
+        w.add_tensor(f"{p}.ffn_norm.weight", np.ones(N_EMBD, dtype=np.float32))
+        w.add_tensor(f"{p}.ffn_gate.weight", gate)
+        w.add_tensor(f"{p}.ffn_up.weight", up)
         w.add_tensor(f"{p}.ffn_down.weight", down)
 
     w.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
-    head = _normal(rng, (n_vocab, N_EMBD), 3.0 * N_EMBD**-0.5)
-    # Word pieces get a large positive bias and all other tokens (EOS/EOT, bytes) a large negative
-    # one: only readable words are ever sampled, and the answer always runs to max_tokens.
+    head = _normal(rng, (n_vocab, N_EMBD), 3.0 * std)
     head[:, BIAS_DIM] = np.where(is_word, BIAS_LOGIT, -BIAS_LOGIT)
     head[~is_word, 1:] = 0.0
     head[:, 1:] -= REPEAT_PENALTY * embd[:, 1:]
@@ -246,7 +249,7 @@ def _write_mmproj(path: Path, rng: np.random.Generator) -> None:
     n_patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
     assert n_patches == IMAGE_TOKENS
 
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp = _tmp_path(path)
     w = gguf.GGUFWriter(tmp, arch="clip")
     w.add_type(gguf.GGUFType.MMPROJ)
     w.add_name(f"tiny-vlm mmproj v{GENERATOR_VERSION}")
@@ -267,13 +270,15 @@ def _write_mmproj(path: Path, rng: np.random.Generator) -> None:
 
     ones = np.ones(V_EMBD, dtype=np.float32)
     zeros = np.zeros(V_EMBD, dtype=np.float32)
-    # Conv kernel (out channels, in channels, kh, kw); pixels arrive normalised to about [-1, 1].
+    # Conv kernel (out channels, in channels, kh, kw); pixels arrive normalised to [-1, 1].
     patch_std = (3 * PATCH_SIZE * PATCH_SIZE) ** -0.5
     w.add_tensor("v.patch_embd.weight", _normal(rng, (V_EMBD, 3, PATCH_SIZE, PATCH_SIZE), patch_std))
     w.add_tensor("v.patch_embd.bias", _normal(rng, (V_EMBD,), 0.1))
+    # No class embedding, so the 16 patches are the 16 positions (and the 16 image tokens).
     w.add_tensor("v.position_embd.weight", _normal(rng, (n_patches, V_EMBD), 0.1))
     w.add_tensor("v.pre_ln.weight", ones)
     w.add_tensor("v.pre_ln.bias", zeros)
+    # LLaVA takes the features of the second-to-last block, so the last block is loaded, not run.
     for il in range(V_LAYER):
         p = f"v.blk.{il}"
         w.add_tensor(f"{p}.ln1.weight", ones)
@@ -283,22 +288,19 @@ def _write_mmproj(path: Path, rng: np.random.Generator) -> None:
             w.add_tensor(f"{p}.{name}.bias", zeros)
         w.add_tensor(f"{p}.ln2.weight", ones)
         w.add_tensor(f"{p}.ln2.bias", zeros)
-        up, down = _balanced_mlp(rng, V_EMBD, V_FF, V_EMBD, 1.0) if ODD_V else (_normal(rng, (V_FF, V_EMBD), V_EMBD**-0.5), _normal(rng, (V_EMBD, V_FF), V_FF**-0.5))
+        up, down = _balanced_mlp(rng, V_EMBD, V_FF, V_EMBD, 1.0)
         w.add_tensor(f"{p}.ffn_up.weight", up)
         w.add_tensor(f"{p}.ffn_up.bias", np.zeros(V_FF, dtype=np.float32))
         w.add_tensor(f"{p}.ffn_down.weight", down)
         w.add_tensor(f"{p}.ffn_down.bias", zeros)
 
-    # LLaVA-1.5 projector: linear → GELU → linear into the text model's embedding space.
-    if ODD_P:
-        mm0, mm2 = _balanced_mlp(rng, V_EMBD, N_EMBD, N_EMBD, PROJ_GAIN)
-    else:
-        mm0, mm2 = _normal(rng, (N_EMBD, V_EMBD), V_EMBD**-0.5), _normal(rng, (N_EMBD, N_EMBD), 4.0 * N_EMBD**-0.5)
-    w.add_tensor("mm.0.weight", mm0)
-    w.add_tensor("mm.0.bias", np.zeros(N_EMBD, dtype=np.float32))
+    # LLaVA-1.5 projector: linear -> GELU -> linear into the text model's embedding space.
+    mm0, mm2 = _balanced_mlp(rng, V_EMBD, N_EMBD, N_EMBD, PROJ_GAIN)
     mm2[IMAGE_DIM, :] = 0.0
     mm2_bias = np.zeros(N_EMBD, dtype=np.float32)
-    mm2_bias[IMAGE_DIM] = IMAGE_MARK  # see IMAGE_DIM: lets text positions find image positions
+    mm2_bias[IMAGE_DIM] = IMAGE_MARK  # lets the text model's image head find image positions
+    w.add_tensor("mm.0.weight", mm0)
+    w.add_tensor("mm.0.bias", np.zeros(N_EMBD, dtype=np.float32))
     w.add_tensor("mm.2.weight", mm2)
     w.add_tensor("mm.2.bias", mm2_bias)
 
