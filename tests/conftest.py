@@ -58,3 +58,31 @@ def text_only_llama_server(
         log_path=artifacts_dir / "llama-server-text-only.log",
     ) as server:
         yield server
+
+
+# -- make it visible that the real parts ran ---------------------------------------------------
+
+_SERVER_FIXTURES = {"llama_server", "text_only_llama_server", "own_llama"}
+_BROWSER_FIXTURES = {"notebook_page", "chromium"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & _BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if used & _SERVER_FIXTURES:
+            item.add_marker(pytest.mark.llama_server)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per real part: how many tests that used it passed, failed or errored."""
+    terminalreporter.section("real parts")
+    for marker, label in (("browser", "JupyterLab + Chromium"), ("llama_server", "llama-server")):
+        counts = {
+            outcome: sum(1 for r in terminalreporter.stats.get(outcome, []) if marker in r.keywords)
+            for outcome in ("passed", "failed", "error")
+        }
+        terminalreporter.write_line(
+            f"{label} tests: {counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -24,6 +23,7 @@ from rtvlm_widget import (
     normalize_base_url,
 )
 from rtvlm_widget._client import parse_models
+from tests.aio import run_async
 from tests.servers.llama import LlamaServer, free_port
 from tests.servers.tiny_vlm import IMAGE_TOKENS
 
@@ -37,7 +37,7 @@ def run(make: Callable[[VLMClient], Awaitable[T]], client: VLMClient) -> T:
         finally:
             await client.aclose()
 
-    return asyncio.run(go())
+    return run_async(go())
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> bytes:

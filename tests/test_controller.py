@@ -10,6 +10,7 @@ import numpy as np
 
 from rtvlm_widget import Answer, CameraUnavailable, ChatParams, Frame, VLMClient
 from rtvlm_widget._controller import Controller
+from tests.aio import run_async
 from tests.servers.llama import LlamaServer
 
 
@@ -50,7 +51,7 @@ def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServ
         finally:
             await controller.aclose()
 
-    answers = asyncio.run(go())
+    answers = run_async(go())
     assert [a.seq for a in answers] == [1, 2, 3]
     assert all(a.ok and a.text and a.model == "tiny-vlm" for a in answers)
     assert all(a.usage is not None and a.usage.completion_tokens == 5 for a in answers)
@@ -79,7 +80,7 @@ def test_failures_become_records_and_listener_errors_do_not_stop_the_loop(
         finally:
             await controller.aclose()
 
-    failed, ok, kept = asyncio.run(go())
+    failed, ok, kept = run_async(go())
     assert failed.error == "camera permission denied" and failed.text == ""
     assert ok.ok and ok.text
     assert kept == 2
@@ -96,7 +97,7 @@ def test_live_loop_runs_one_request_at_a_time(llama_server: LlamaServer) -> None
         await controller.aclose()
         return len(controller.history)
 
-    count = asyncio.run(go())
+    count = run_async(go())
     # Back to back, never overlapping: every frame got its answer before the next was taken.
     assert count >= 3
     assert camera._seq in (count, count + 1)
