@@ -62,7 +62,7 @@ def text_only_llama_server(
 
 # -- make it visible that the real parts ran ---------------------------------------------------
 
-_SERVER_FIXTURES = {"llama_server", "text_only_llama_server", "own_llama"}
+_SERVER_FIXTURES = {"llama_server", "text_only_llama_server", "own_llama", "llama_server_binary"}
 _BROWSER_FIXTURES = {"notebook_page", "chromium"}
 
 

@@ -21,7 +21,7 @@ from tests.browser.page import NotebookPage, launch_chromium
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _server_env() -> dict[str, str]:
+def server_env() -> dict[str, str]:
     # Kernels inherit the server's environment: with the repo root first on PYTHONPATH
     # they import this checkout's rtvlm_widget and the `tests` helpers (e.g. camera.py).
     parts = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -39,7 +39,7 @@ def camera_y4m(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def jupyter_lab(artifacts_dir: Path) -> Iterator[JupyterLab]:
     """A JupyterLab 4 server on a free loopback port, for the whole session."""
-    with JupyterLab("lab", env=_server_env(), keep_log=artifacts_dir / "jupyter-lab.log") as lab:
+    with JupyterLab("lab", env=server_env(), keep_log=artifacts_dir / "jupyter-lab.log") as lab:
         yield lab
 
 
@@ -47,7 +47,7 @@ def jupyter_lab(artifacts_dir: Path) -> Iterator[JupyterLab]:
 def jupyter_notebook(artifacts_dir: Path) -> Iterator[JupyterLab]:
     """A Notebook 7 server (same class, ``kind="notebook"``), for the whole session."""
     log = artifacts_dir / "jupyter-notebook.log"
-    with JupyterLab("notebook", env=_server_env(), keep_log=log) as server:
+    with JupyterLab("notebook", env=server_env(), keep_log=log) as server:
         yield server
 
 

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -65,8 +66,12 @@ class JupyterLab:
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         keep_log: Path | None = None,
+        launcher: Sequence[str] | None = None,
     ) -> None:
         self.kind: Literal["lab", "notebook"] = kind
+        # What starts the server; ``None`` is ``python -m jupyter KIND``. The demo test passes
+        # the project's own launcher, which forwards these arguments to ``jupyter lab``.
+        self.launcher = list(launcher) if launcher else [sys.executable, "-m", "jupyter", kind]
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
         self.extra_env = dict(env or {})
@@ -96,10 +101,7 @@ class JupyterLab:
         app = self._app_class()
         settings = self._tmp / "app-settings"
         cmd = [
-            sys.executable,
-            "-m",
-            "jupyter",
-            self.kind,
+            *self.launcher,
             "--no-browser",
             "--allow-root",
             "--ServerApp.ip=127.0.0.1",

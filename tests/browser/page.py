@@ -12,14 +12,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from .jupyter import JupyterLab, _notebook_path
+from .jupyter import _notebook_path
 
 CHROMIUM_PATH = Path("/usr/bin/chromium")
+
+
+class NotebookServer(Protocol):
+    """What a page needs of a server: `JupyterLab`, or the project's demo launcher."""
+
+    def notebook_url(self, name: str) -> str: ...
+
+    def log_tail(self, lines: int = ...) -> str: ...
+
 
 # Page errors seen with the stock front ends and no extension of ours loaded, so a test
 # asserting "no errors" must not count them. Notebook 7.6.5 throws this one from its
@@ -171,7 +180,7 @@ class NotebookPage:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.panel_id: str | None = None
-        self.lab: JupyterLab | None = None  # the server of the last open(), for reports
+        self.lab: NotebookServer | None = None  # the server of the last open(), for reports
         self.console_messages: list[str] = []  # every console message, "type: text"
         self._errors: list[str] = []
         page.on("console", self._on_console)
@@ -194,7 +203,7 @@ class NotebookPage:
         """`collect_console` without the errors the stock front ends always produce."""
         return [e for e in self._errors if not any(b in e for b in BENIGN_ERRORS)]
 
-    def open(self, lab: JupyterLab, name: str, timeout: float = 60.0) -> None:
+    def open(self, lab: NotebookServer, name: str, timeout: float = 60.0) -> None:
         """Navigate to notebook ``name`` and wait until its kernel is connected and idle."""
         path = _notebook_path(name)
         self.lab = lab

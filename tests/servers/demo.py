@@ -9,6 +9,8 @@ Which server, in order:
 - otherwise: the offline generated tiny model. It runs the real path, but its answers are random words.
 
 JupyterLab gets ``RTVLM_BASE_URL`` in its environment, so the notebook's widget points at the server.
+Arguments are passed on to ``jupyter lab`` (e.g. ``--port=8890 --no-browser``); ``RTVLM_DEMO_DIR``
+serves another folder holding ``notebooks/quickstart.ipynb`` (the tests use a copy).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 from tests.servers import llama_build, tiny_vlm
 from tests.servers.llama import LlamaServer
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
+ROOT = Path(os.environ.get("RTVLM_DEMO_DIR") or Path(__file__).resolve().parents[2])
+NOTEBOOK = Path("notebooks") / "quickstart.ipynb"
 OFFLINE_NOTE = (
     "NOTE: this demo server runs a generated tiny model with random weights: its answers are random "
     "words. For real answers run `make run MODEL=/path/model.gguf MMPROJ=/path/mmproj.gguf` "
@@ -80,12 +82,16 @@ def main() -> int:
     if note:
         print(f"\n{note}\n", flush=True)
     env = {**os.environ, "RTVLM_BASE_URL": url, "RTVLM_DEMO_NOTE": note}
+    args = sys.argv[1:]
+    defaults = [f"--ServerApp.root_dir={ROOT}", "--ServerApp.ip=127.0.0.1"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        defaults.append("--allow-root")
+    # jupyter refuses an option given twice: the caller's arguments win.
+    given = {arg.split("=", 1)[0] for arg in args}
     cmd = [
-        sys.executable, "-m", "jupyter", "lab", str(NOTEBOOK.relative_to(ROOT)),
-        f"--ServerApp.root_dir={ROOT}",
-        "--ServerApp.ip=127.0.0.1",
-        *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-        *sys.argv[1:],
+        sys.executable, "-m", "jupyter", "lab", str(NOTEBOOK),
+        *(d for d in defaults if d.split("=", 1)[0] not in given),
+        *args,
     ]  # fmt: skip
     try:
         return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
