@@ -166,3 +166,12 @@ def test_body_without_choices_is_a_bad_response() -> None:
 def test_non_json_body_is_a_bad_response() -> None:
     with pytest.raises(BadResponse):
         run(lambda c: c.chat(ChatParams(prompt="hi"), []), _fake(200, b"<html>", "text/html"))
+
+
+def test_bare_list_of_models_through_the_client() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/models"
+        return httpx.Response(200, json=["llava:7b", "moondream"])
+
+    client = VLMClient("http://fake.test:1", transport=httpx.MockTransport(handler))
+    assert run(lambda c: c.list_models(), client) == ["llava:7b", "moondream"]

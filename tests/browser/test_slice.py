@@ -138,3 +138,30 @@ def test_send_once_in_notebook7(
     result = _run_slice(jupyter_notebook, notebook_page, llama_server, tmp_path, "slice7.ipynb")
     _check(result, llama_server)
     assert not notebook_page.unexpected_errors()
+
+
+def test_a_server_without_mmproj_is_explained_in_the_panel(
+    jupyter_lab: JupyterLab, notebook_page: NotebookPage, text_only_llama_server: LlamaServer
+) -> None:
+    jupyter_lab.put_notebook(
+        "no_mmproj.ipynb",
+        [
+            "from rtvlm_widget import RealtimeVLM\n"
+            f"app = RealtimeVLM(base_url={text_only_llama_server.base_url + '/v1'!r})\n"
+            "app",
+            "print('ERROR', app.last_answer.error)",
+        ],
+    )
+    notebook_page.open(jupyter_lab, "no_mmproj.ipynb")
+    assert notebook_page.run_cell(0), notebook_page.cell_text(0)
+    panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
+    panel.locator(".rtvlm-badge[data-state='live']").wait_for(timeout=30_000)
+    panel.locator("button.rtvlm-send-once").click()
+    status = panel.locator(".rtvlm-status")
+    status.filter(has_text="cannot take images").wait_for(timeout=30_000)
+    shown = status.inner_text()
+    assert "--mmproj" in shown
+    assert f"{text_only_llama_server.base_url}/v1/chat/completions" in shown
+    assert panel.locator(".rtvlm-answer textarea").input_value() == ""
+    assert notebook_page.run_cell(1)
+    assert "ERROR this server cannot take images" in notebook_page.cell_text(1)
