@@ -37,6 +37,7 @@ _CMAKE_FLAGS = [
     # Without this the build tries to download the web UI.
     "-DLLAMA_USE_PREBUILT_UI=OFF",
     "-DLLAMA_BUILD_WEBUI=OFF",
+    "-DGGML_CCACHE=OFF",
     "-GNinja",
 ]
 
