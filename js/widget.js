@@ -1,4 +1,4 @@
-// rtvlm-widget front end: the camera preview and frame capture, as an anywidget ES module.
+// rtvlm-widget camera view: preview, device/resolution choice and frame capture (anywidget ES module).
 //
 // The kernel asks for a frame ({kind: "capture", seq}); this view grabs the current video frame,
 // encodes it as JPEG and answers with the bytes as a binary comm buffer ({kind: "frame", seq, …}),
@@ -17,23 +17,38 @@
  *   save_changes(): void,
  *   send(content: object, callbacks?: object, buffers?: ArrayBuffer[]): void,
  *   on(event: string, handler: (...args: any[]) => void): void,
- *   off(event: string, handler: (...args: any[]) => void): void,
+ *   off(event: string, handler?: (...args: any[]) => void): void,
  * }} Model
  */
 
+/** Requested sizes per resolution choice ("auto": whatever the camera gives by default). */
+const RESOLUTIONS = /** @type {Record<string, [number, number]>} */ ({
+  "480p": [640, 480],
+  "720p": [1280, 720],
+  "1080p": [1920, 1080],
+});
+
 const CSS = `
-.rtvlm-view { position: relative; width: 100%; max-width: 720px; background: #000;
-  border-radius: 4px; overflow: hidden; aspect-ratio: 4 / 3; }
+.rtvlm-view { position: relative; width: 100%; background: #000; border-radius: 4px;
+  overflow: hidden; aspect-ratio: 4 / 3; outline: none; }
+.rtvlm-view:focus-visible { box-shadow: 0 0 0 2px var(--jp-brand-color1, #1976d2); }
 .rtvlm-view video { width: 100%; height: 100%; object-fit: contain; display: block; }
+.rtvlm-view video.rtvlm-mirrored { transform: scaleX(-1); }
 .rtvlm-badge { position: absolute; top: 6px; left: 6px; padding: 1px 8px; border-radius: 10px;
   font: 12px var(--jp-ui-font-family, sans-serif); color: #fff; background: rgba(0,0,0,0.6); }
 .rtvlm-badge[data-state="live"] { background: rgba(20,140,60,0.85); }
 .rtvlm-badge[data-state="denied"], .rtvlm-badge[data-state="no-camera"],
 .rtvlm-badge[data-state="error"], .rtvlm-badge[data-state="ended"] { background: rgba(180,40,40,0.9); }
+.rtvlm-note { position: absolute; top: 30px; left: 6px; right: 6px; padding: 2px 8px;
+  font: 12px var(--jp-ui-font-family, sans-serif); color: #fff; background: rgba(120,80,0,0.85);
+  border-radius: 4px; }
+.rtvlm-note:empty { display: none; }
 .rtvlm-overlay { position: absolute; left: 0; right: 0; bottom: 0; padding: 6px 10px;
   font: 14px var(--jp-ui-font-family, sans-serif); color: #fff; background: rgba(0,0,0,0.55);
   white-space: pre-wrap; max-height: 40%; overflow: hidden; }
-.rtvlm-overlay:empty { display: none; }
+.rtvlm-overlay:empty, .rtvlm-overlay[hidden] { display: none; }
+.rtvlm-panel .rtvlm-badge-run, .rtvlm-panel .rtvlm-badge-camera, .rtvlm-panel .rtvlm-badge-api {
+  padding: 0 8px; margin: 0 2px; border-radius: 10px; font-size: 12px; }
 `;
 
 /**
@@ -57,7 +72,35 @@ function describeCameraError(error) {
 }
 
 /**
+ * Open the camera as asked; if it cannot do the size (or the device is gone), fall back and say so.
+ * @param {string} deviceId "" for the default camera
+ * @param {string} resolution a RESOLUTIONS key or "auto"
+ * @returns {Promise<{ stream: MediaStream, note: string }>}
+ */
+async function openCamera(deviceId, resolution) {
+  const size = RESOLUTIONS[resolution];
+  /** @type {MediaTrackConstraints} */
+  const base = deviceId ? { deviceId: { exact: deviceId } } : {};
+  if (!size) {
+    return { stream: await navigator.mediaDevices.getUserMedia({ video: base, audio: false }), note: "" };
+  }
+  const [width, height] = size;
+  try {
+    const exact = { ...base, width: { exact: width }, height: { exact: height } };
+    return { stream: await navigator.mediaDevices.getUserMedia({ video: exact, audio: false }), note: "" };
+  } catch (error) {
+    if (!(error instanceof DOMException) || error.name !== "OverconstrainedError") throw error;
+  }
+  // The camera cannot do that size: take the nearest it offers rather than failing.
+  const ideal = { ...base, width: { ideal: width }, height: { ideal: height } };
+  const stream = await navigator.mediaDevices.getUserMedia({ video: ideal, audio: false });
+  const got = stream.getVideoTracks()[0]?.getSettings() ?? {};
+  return { stream, note: `this camera cannot deliver ${width}×${height}; using ${got.width}×${got.height}` };
+}
+
+/**
  * Grab the current video frame, downscaled so its longest edge is at most maxEdge (0: as is).
+ * Drawn from the video element itself, so a mirrored preview still sends unmirrored frames.
  * @param {HTMLVideoElement} video
  * @param {HTMLCanvasElement} canvas
  * @param {number} maxEdge
@@ -82,6 +125,12 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   return { bytes: await /** @type {Blob} */ (blob).arrayBuffer(), width, height, capturedAt };
 }
 
+/** @param {EventTarget | null} target */
+function isTyping(target) {
+  if (!(target instanceof HTMLElement)) return false;
+  return target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName);
+}
+
 /**
  * @param {{ model: Model, el: HTMLElement }} ctx
  * @returns {() => void} cleanup
@@ -91,26 +140,30 @@ function render({ model, el }) {
   style.textContent = CSS;
   const root = document.createElement("div");
   root.className = "rtvlm-view";
+  root.tabIndex = 0; // clicking the video gives the panel focus, for the Space shortcut
   const video = document.createElement("video");
   video.muted = true;
   video.playsInline = true;
   video.autoplay = true;
   const badge = document.createElement("span");
   badge.className = "rtvlm-badge";
+  const note = document.createElement("div");
+  note.className = "rtvlm-note";
   const overlay = document.createElement("div");
   overlay.className = "rtvlm-overlay";
-  root.append(video, badge, overlay);
+  root.append(video, badge, note, overlay);
   el.append(style, root);
   const canvas = document.createElement("canvas");
 
   /** @type {MediaStream | null} */
   let stream = null;
   let disposed = false;
+  let generation = 0; // bumps on every (re)start, so a slow old start cannot win
 
   /** @param {string} state @param {string} message */
   function setState(state, message = "") {
     badge.dataset.state = state;
-    badge.textContent = state === "live" && video.videoWidth ? `live ${video.videoWidth}×${video.videoHeight}` : state;
+    badge.textContent = state === "live" ? `live ${video.videoWidth}×${video.videoHeight}` : state;
     model.set("camera_state", state);
     model.set("camera_message", message);
     if (state === "live") {
@@ -120,34 +173,64 @@ function render({ model, el }) {
     model.save_changes();
   }
 
+  async function listDevices() {
+    const all = await navigator.mediaDevices.enumerateDevices();
+    const cams = all
+      .filter((d) => d.kind === "videoinput")
+      .map((d, i) => ({ id: d.deviceId, label: d.label || `camera ${i + 1}` }));
+    model.set("devices", cams);
+    model.save_changes();
+  }
+
+  function stopStream() {
+    stream?.getTracks().forEach((t) => t.stop());
+    stream = null;
+  }
+
   async function startCamera() {
+    const mine = ++generation;
+    stopStream();
     setState("starting");
+    note.textContent = "";
     try {
-      const media = await navigator.mediaDevices.getUserMedia({
-        video: { width: { ideal: 640 }, height: { ideal: 480 } },
-        audio: false,
-      });
-      if (disposed) {
-        media.getTracks().forEach((t) => t.stop());
+      const opened = await openCamera(model.get("device_id") || "", model.get("resolution") || "auto");
+      if (disposed || mine !== generation) {
+        opened.stream.getTracks().forEach((t) => t.stop());
         return;
       }
-      stream = media;
-      for (const track of media.getVideoTracks()) {
-        track.addEventListener("ended", () => setState("ended", "the camera stopped delivering video"));
+      stream = opened.stream;
+      for (const track of stream.getVideoTracks()) {
+        track.addEventListener("ended", () => {
+          if (mine === generation) setState("ended", "the camera stopped delivering video");
+        });
       }
-      video.srcObject = media;
+      video.srcObject = stream;
       await video.play();
       // "playing" can come before the first decoded frame; a canvas drawn then is blank.
       await new Promise((resolve) => video.requestVideoFrameCallback(() => resolve(undefined)));
-      setState("live");
+      if (mine !== generation) return;
+      note.textContent = opened.note;
+      setState("live", opened.note);
+      await listDevices(); // labels are only readable once permission is granted
     } catch (error) {
-      if (!disposed) setState(...describeCameraError(error));
+      if (!disposed && mine === generation) setState(...describeCameraError(error));
       throw error;
     }
   }
 
-  const ready = startCamera();
+  let ready = startCamera();
   ready.catch(() => {}); // the state badge already says what went wrong
+
+  function restart() {
+    ready = startCamera();
+    ready.catch(() => {});
+  }
+
+  function applyView() {
+    video.classList.toggle("rtvlm-mirrored", Boolean(model.get("mirror")));
+    overlay.hidden = !model.get("overlay");
+  }
+  applyView();
 
   /** @param {CaptureRequest} msg */
   async function answerCapture(msg) {
@@ -181,12 +264,38 @@ function render({ model, el }) {
       overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
     }
   }
+
+  /** Space toggles live mode while focus is in this panel, but never while typing. */
+  /** @param {KeyboardEvent} event */
+  function onKey(event) {
+    if (event.key !== " " || event.repeat || isTyping(event.target)) return;
+    const panel = el.closest(".rtvlm-panel") ?? el;
+    if (!(event.target instanceof Node) || !panel.contains(event.target)) return;
+    event.preventDefault(); // no button "click", no page scroll
+    event.stopPropagation(); // and not JupyterLab's command-mode shortcuts
+    model.send({ kind: "toggle_live" });
+  }
+
+  const onDeviceChange = () => void listDevices().catch(() => {});
   model.on("msg:custom", onMessage);
+  model.on("change:device_id", restart);
+  model.on("change:resolution", restart);
+  model.on("change:mirror", applyView);
+  model.on("change:overlay", applyView);
+  document.addEventListener("keydown", onKey, true);
+  navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
 
   return () => {
     disposed = true;
+    generation++;
     model.off("msg:custom", onMessage);
-    stream?.getTracks().forEach((t) => t.stop());
+    model.off("change:device_id", restart);
+    model.off("change:resolution", restart);
+    model.off("change:mirror", applyView);
+    model.off("change:overlay", applyView);
+    document.removeEventListener("keydown", onKey, true);
+    navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
+    stopStream();
     video.srcObject = null;
   };
 }

@@ -48,20 +48,24 @@ class RealtimeVLM:
         interval: float = 0.5,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
-        self._client = VLMClient(base_url, api_key=key)
         self.view = CameraView()
         self._controller = Controller(
             self.view,
-            self._client,
+            VLMClient(base_url, api_key=key),
             ChatParams(prompt=prompt, model=model, max_tokens=max_tokens, temperature=temperature),
             interval_s=interval,
         )
-        self._panel = Panel(self.view, self._controller)
+        self._panel = Panel(
+            self.view,
+            self._controller,
+            make_client=lambda url, secret: VLMClient(url, api_key=secret),
+            api_key=key,
+        )
 
     def __repr__(self) -> str:
         params = self._controller.params
         return (
-            f"RealtimeVLM(base_url={redact_url(self._client.base_url)!r}, "
+            f"RealtimeVLM(base_url={redact_url(self._controller.client.base_url)!r}, "
             f"model={params.model!r}, prompt={params.prompt!r})"
         )
 
@@ -71,7 +75,7 @@ class RealtimeVLM:
     @property
     def base_url(self) -> str:
         """The server root requests go to (without ``/v1``)."""
-        return self._client.base_url
+        return self._controller.client.base_url
 
     @property
     def prompt(self) -> str:

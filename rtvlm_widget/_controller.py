@@ -19,6 +19,7 @@ from ._client import ChatParams, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._records import Answer
+from ._tasks import spawn
 from ._widget import CameraUnavailable
 
 __all__ = ["Controller", "FrameSource"]
@@ -94,6 +95,13 @@ class Controller:
             self._live.cancel()
             self._live = None
             self._emit_status("idle", "stopped")
+
+    def use_client(self, client: VLMClient) -> None:
+        """Send later requests through ``client`` (new base URL or key); the old one is closed."""
+        old, self.client = self.client, client
+        self._server_model = None
+        if old is not client:
+            spawn(old.aclose())
 
     async def aclose(self) -> None:
         self.stop()

@@ -1,78 +1,264 @@
-"""The ipywidgets around the camera view: controls, status and the latest answer.
+"""The ipywidgets around the camera view: controls, badges, readouts, the answer and the log.
 
-Model output is shown in a read-only ``Textarea``: it is text, never HTML.
+Layout, top to bottom: video (with the answer overlaid), run bar with badges and readouts, the
+latest answer, the prompt and generation sliders, camera settings, API settings, request log.
+Model output is shown in a read-only ``Textarea`` and the log's text cells: text, never HTML.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import ipywidgets as widgets
 
+from ._apicheck import check_api
+from ._client import VLMClient
 from ._controller import Controller
+from ._errors import VLMError
+from ._logview import LogView
+from ._metrics import RollingStats
 from ._records import Answer
-from ._widget import CameraView
+from ._tasks import spawn
+from ._widget import RESOLUTIONS, CameraView
 
 __all__ = ["Panel"]
 
+CUSTOM = "Custom…"
+_BADGE_COLORS = {
+    "ok": "var(--jp-success-color1, #2e7d32)",
+    "busy": "var(--jp-warn-color1, #ef6c00)",
+    "error": "var(--jp-error-color1, #c62828)",
+    "idle": "var(--jp-layout-color3, #9e9e9e)",
+}
+_CAMERA_TONES = {"live": "ok", "starting": "busy", "off": "idle"}
 
-def _describe_camera(view: CameraView) -> str:
-    state = view.camera_state
-    if state == "live" and view.video_width:
-        return f"camera: live {view.video_width}×{view.video_height}"
-    detail = f" — {view.camera_message}" if view.camera_message else ""
-    return f"camera: {state}{detail}"
+
+class Badge:
+    """A small coloured label; ``tone`` picks the colour from the JupyterLab theme."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.widget = widgets.Label(value=text)
+        self.widget.add_class("rtvlm-badge-" + name)
+        self.set(text, "idle")
+
+    def set(self, text: str, tone: str) -> None:
+        self.widget.value = text
+        self.widget.style.background = _BADGE_COLORS[tone]
+        self.widget.style.text_color = "white"
+        self.tone = tone
+
+
+def _classed(widget: widgets.Widget, name: str) -> Any:
+    widget.add_class(name)
+    return widget
 
 
 class Panel:
-    """Builds the widget tree and keeps it in step with the controller."""
+    """Builds the widget tree and keeps it in step with the controller and the camera view."""
 
-    def __init__(self, view: CameraView, controller: Controller) -> None:
+    def __init__(
+        self,
+        view: CameraView,
+        controller: Controller,
+        *,
+        make_client: Callable[[str, str | None], VLMClient],
+        api_key: str | None,
+    ) -> None:
+        self._view = view
         self._controller = controller
-        self.answer = widgets.Textarea(
-            value="",
-            placeholder="The latest answer appears here.",
-            disabled=True,
-            layout=widgets.Layout(width="100%", height="6em"),
-        )
-        self.answer.add_class("rtvlm-answer")
-        self.run = widgets.ToggleButton(value=False, description="Start", icon="play")
-        self.run.add_class("rtvlm-run")
-        self.send_once = widgets.Button(description="Send once", icon="paper-plane")
-        self.send_once.add_class("rtvlm-send-once")
-        self.status = widgets.Label(value="ready")
-        self.status.add_class("rtvlm-status")
-        self.camera = widgets.Label(value=_describe_camera(view))
-        self.camera.add_class("rtvlm-camera")
-        self.prompt = widgets.Textarea(
-            value=controller.params.prompt,
-            description="Prompt",
-            continuous_update=False,
-            layout=widgets.Layout(width="100%"),
-        )
-        self.prompt.add_class("rtvlm-prompt")
-        self.root = widgets.VBox(
-            [
-                view,
-                self.answer,
-                widgets.HBox([self.run, self.send_once, self.status]),
-                self.prompt,
-                self.camera,
-            ],
-            layout=widgets.Layout(max_width="720px"),
-        )
-        self.root.add_class("rtvlm-panel")
+        self._make_client = make_client
+        # The key lives here and in the client's headers only; the password box is emptied at once.
+        self._api_key = api_key
+        self._stats = RollingStats()
+        params = controller.params
+        small = widgets.Layout(width="auto")
+        # Room for the labels ("Temperature", "JPEG quality") instead of truncating them.
+        wide = {"description_width": "90px"}
 
-        self.run.observe(self._on_run_toggled, names="value")
-        self.send_once.on_click(lambda _button: controller.send_once())
-        self.prompt.observe(self._on_prompt, names="value")
-        view.observe(
-            lambda _change: setattr(self.camera, "value", _describe_camera(view)),
-            names=["camera_state", "camera_message", "video_width", "video_height"],
+        # -- run bar and readouts ------------------------------------------------------------
+        self.run = _classed(widgets.ToggleButton(value=False, description="Start", icon="play"), "rtvlm-run")
+        self.send_once = _classed(
+            widgets.Button(description="Send once", icon="paper-plane"), "rtvlm-send-once"
         )
-        controller.on_answer(self._show_answer)
-        controller.on_status(self._show_status)
+        self.camera_badge = Badge("camera", "camera: off")
+        self.api_badge = Badge("api", "API: not checked")
+        self.run_badge = Badge("run", "idle")
+        self.readout = _classed(widgets.Label(value=self._stats.readout().describe()), "rtvlm-readout")
+        self.status = _classed(widgets.Label(value="ready"), "rtvlm-status")
+
+        # -- answer -------------------------------------------------------------------------
+        self.answer = _classed(
+            widgets.Textarea(
+                value="",
+                placeholder="The latest answer appears here.",
+                disabled=True,
+                layout=widgets.Layout(width="100%", height="5em"),
+            ),
+            "rtvlm-answer",
+        )
+
+        # -- generation ---------------------------------------------------------------------
+        self.prompt = _classed(
+            widgets.Textarea(
+                value=params.prompt,
+                description="Instruction",
+                style=wide,
+                continuous_update=False,
+                layout=widgets.Layout(width="100%", height="4em"),
+            ),
+            "rtvlm-prompt",
+        )
+        self.interval = _classed(
+            widgets.IntSlider(
+                value=round(controller.interval_s * 1000), min=100, max=5000, step=50,
+                description="Interval ms", style=wide, continuous_update=False,
+            ),
+            "rtvlm-interval",
+        )  # fmt: skip
+        self.max_tokens = _classed(
+            widgets.IntSlider(
+                value=params.max_tokens, min=1, max=1024, description="Max tokens", style=wide,
+                continuous_update=False,
+            ),
+            "rtvlm-max-tokens",
+        )  # fmt: skip
+        self.temperature = _classed(
+            widgets.FloatSlider(
+                value=params.temperature, min=0.0, max=2.0, step=0.05, description="Temperature", style=wide,
+                continuous_update=False,
+            ),
+            "rtvlm-temperature",
+        )  # fmt: skip
+
+        # -- camera -------------------------------------------------------------------------
+        self.device = _classed(
+            widgets.Dropdown(options=[("Default camera", "")], value="", description="Camera", style=wide),
+            "rtvlm-device",
+        )
+        self.resolution = _classed(
+            widgets.Dropdown(
+                options=list(RESOLUTIONS), value=view.resolution, description="Resolution", style=wide
+            ),
+            "rtvlm-resolution",
+        )
+        self.quality = _classed(
+            widgets.FloatSlider(
+                value=view.jpeg_quality, min=0.5, max=0.95, step=0.05, description="JPEG quality", style=wide,
+                continuous_update=False,
+            ),
+            "rtvlm-quality",
+        )  # fmt: skip
+        self.mirror = _classed(
+            widgets.Checkbox(value=view.mirror, description="Mirror preview", indent=False, layout=small),
+            "rtvlm-mirror",
+        )
+        self.overlay = _classed(
+            widgets.Checkbox(value=view.overlay, description="Answer over video", indent=False, layout=small),
+            "rtvlm-overlay-toggle",
+        )
+
+        # -- API ----------------------------------------------------------------------------
+        self.base_url = _classed(
+            widgets.Text(
+                value=controller.client.base_url, description="Base URL", style=wide, continuous_update=False
+            ),
+            "rtvlm-base-url",
+        )
+        self.model = _classed(
+            widgets.Dropdown(options=[CUSTOM], value=CUSTOM, description="Model", style=wide), "rtvlm-model"
+        )
+        self.custom_model = _classed(
+            widgets.Text(value=params.model or "", placeholder="model id", continuous_update=False),
+            "rtvlm-custom-model",
+        )
+        self.refresh = _classed(
+            widgets.Button(description="Refresh", icon="refresh", layout=small), "rtvlm-refresh"
+        )
+        self.key = _classed(
+            widgets.Password(
+                value="",
+                placeholder="key set (hidden)" if api_key else "API key (or $OPENAI_API_KEY)",
+                description="API key",
+                style=wide,
+                continuous_update=False,
+            ),
+            "rtvlm-api-key",
+        )
+        self.test_api = _classed(
+            widgets.Button(description="Test API", icon="check", layout=small), "rtvlm-test-api"
+        )
+
+        self.log = LogView()
+
+        def row(*children: widgets.Widget) -> widgets.HBox:
+            return widgets.HBox(
+                list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="center")
+            )
+
+        def section(title: str, *children: widgets.Widget) -> widgets.VBox:
+            label = widgets.HTML(value=f"<b>{title}</b>")  # a fixed heading, never model output
+            return widgets.VBox([label, *children])
+
+        run_bar = row(
+            self.run, self.send_once, self.run_badge.widget, self.camera_badge.widget,
+            self.api_badge.widget, self.readout,
+        )  # fmt: skip
+        generation = section("Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature))
+        camera = section(
+            "Camera", row(self.device, self.resolution), row(self.quality, self.mirror, self.overlay)
+        )
+        api = section(
+            "API",
+            row(self.base_url, self.key),
+            row(self.model, self.custom_model, self.refresh, self.test_api),
+        )
+        self.root = _classed(
+            widgets.VBox(
+                [view, run_bar, self.status, self.answer, generation, camera, api, self.log],
+                layout=widgets.Layout(max_width="760px"),
+            ),
+            "rtvlm-panel",
+        )
+
+        self._wire()
+        self._show_camera()
+        self._show_custom()
+        spawn(self.refresh_models())
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        c, v = self._controller, self._view
+        self.run.observe(self._on_run_toggled, names="value")
+        self.send_once.on_click(lambda _b: c.send_once())
+        v.on_toggle_live(lambda: setattr(self.run, "value", not self.run.value))
+        self.prompt.observe(lambda ch: self._set_params(prompt=str(ch["new"])), names="value")
+        self.max_tokens.observe(lambda ch: self._set_params(max_tokens=int(ch["new"])), names="value")
+        self.temperature.observe(lambda ch: self._set_params(temperature=float(ch["new"])), names="value")
+        self.interval.observe(lambda ch: setattr(c, "interval_s", ch["new"] / 1000), names="value")
+
+        widgets.link((self.resolution, "value"), (v, "resolution"))
+        widgets.link((self.quality, "value"), (v, "jpeg_quality"))
+        widgets.link((self.mirror, "value"), (v, "mirror"))
+        widgets.link((self.overlay, "value"), (v, "overlay"))
+        self.device.observe(lambda ch: setattr(v, "device_id", ch["new"]), names="value")
+        v.observe(self._on_devices, names="devices")
+        v.observe(lambda _ch: self._show_camera(), names=["camera_state", "camera_message", "video_width"])
+
+        self.model.observe(lambda _ch: self._show_custom(), names="value")
+        self.custom_model.observe(lambda _ch: self._show_custom(), names="value")
+        self.refresh.on_click(lambda _b: spawn(self.refresh_models()))
+        self.base_url.observe(self._on_base_url, names="value")
+        self.key.observe(self._on_key, names="value")
+        self.test_api.on_click(lambda _b: spawn(self.run_api_check()))
+
+        c.on_answer(self._show_answer)
+        c.on_status(self._show_status)
+        self.log.on_clear(lambda: setattr(self.answer, "value", ""))
+
+    def _set_params(self, **changes: Any) -> None:
+        self._controller.params = replace(self._controller.params, **changes)
 
     def _on_run_toggled(self, change: dict[str, Any]) -> None:
         if change["new"]:
@@ -82,23 +268,106 @@ class Panel:
         self.run.description = "Stop" if change["new"] else "Start"
         self.run.icon = "stop" if change["new"] else "play"
 
-    def _on_prompt(self, change: dict[str, Any]) -> None:
-        self._controller.params = replace(self._controller.params, prompt=str(change["new"]))
+    # -- camera ---------------------------------------------------------------------------------
+    def _on_devices(self, change: dict[str, Any]) -> None:
+        options = [("Default camera", "")] + [
+            (str(d.get("label", "")), str(d.get("id", ""))) for d in change["new"]
+        ]
+        current = self.device.value
+        self.device.options = options
+        if current in {value for _, value in options}:
+            self.device.value = current
 
+    def _show_camera(self) -> None:
+        v = self._view
+        state = v.camera_state
+        text = f"camera: {state}"
+        if state == "live":
+            text = f"camera: live {v.video_width}×{v.video_height}"
+        if v.camera_message:
+            text += f" ({v.camera_message})"
+        self.camera_badge.set(text, _CAMERA_TONES.get(state, "error"))
+
+    # -- API ------------------------------------------------------------------------------------
+    def _show_custom(self) -> None:
+        custom = self.model.value == CUSTOM
+        self.custom_model.layout.display = None if custom else "none"
+        model = (self.custom_model.value.strip() or None) if custom else self.model.value
+        self._set_params(model=model)
+
+    async def refresh_models(self) -> None:
+        """Fill the model dropdown from ``GET /v1/models``; keeps a custom id the server does not list."""
+        wanted = self._controller.params.model
+        try:
+            models = await self._controller.client.list_models()
+        except VLMError as exc:
+            self.api_badge.set("API: unreachable", "error")
+            self.status.value = f"error: {exc}"
+            return
+        self.model.options = [*models, CUSTOM]
+        if wanted and wanted not in models:
+            self.custom_model.value = wanted
+            self.model.value = CUSTOM
+        else:
+            self.model.value = wanted or (models[0] if models else CUSTOM)
+        self._show_custom()
+        if self.api_badge.tone != "ok":
+            self.api_badge.set(f"API: {len(models)} model(s)", "ok")
+
+    def _rebuild_client(self) -> None:
+        self._controller.use_client(self._make_client(self._controller.client.base_url, self._api_key))
+
+    def _on_base_url(self, change: dict[str, Any]) -> None:
+        try:
+            client = self._make_client(str(change["new"]), self._api_key)
+        except ValueError as exc:
+            self.status.value = f"error: {exc}"
+            self.api_badge.set("API: bad base URL", "error")
+            return
+        self._controller.use_client(client)
+        self.api_badge.set("API: not checked", "idle")
+        spawn(self.refresh_models())
+
+    def _on_key(self, change: dict[str, Any]) -> None:
+        key = str(change["new"])
+        if not key:
+            return
+        self._api_key = key
+        self.key.value = ""  # so the key is not kept in the widget state (or a saved notebook)
+        self.key.placeholder = "key set (hidden)"
+        self._rebuild_client()
+        spawn(self.refresh_models())
+
+    async def run_api_check(self) -> None:
+        self.test_api.disabled = True
+        self.api_badge.set("API: checking…", "busy")
+        try:
+            result = await check_api(self._controller.client, self._controller.params.model)
+        finally:
+            self.test_api.disabled = False
+        self.api_badge.set("API: ok" if result.ok else "API: problem", "ok" if result.ok else "error")
+        self.status.value = result.summary()
+
+    # -- answers and run state ------------------------------------------------------------------
     def _show_answer(self, answer: Answer) -> None:
+        self.log.add(answer)
         if answer.ok:
+            self._stats.add(answer.latency_s)
             self.answer.value = answer.text
             tokens = f", {answer.usage.completion_tokens} tokens" if answer.usage else ""
             self.status.value = f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}"
         else:
             self.status.value = f"error: {answer.error}"
+        self.readout.value = self._stats.readout().describe()
 
     def _show_status(self, state: str, message: str) -> None:
+        tone = {"live": "ok", "busy": "busy", "error": "error"}.get(state, "idle")
+        self.run_badge.set(state, tone)
         if state == "busy":
             self.status.value = "asking…"
         elif state == "idle" and message == "stopped":
             self.status.value = "stopped"
-        # Keep the toggle in step when the loop is stopped from Python.
+        # Keep the toggle in step when the loop is stopped or started from Python.
         live = state == "live"
         if self.run.value != live and state in ("live", "idle"):
             self.run.value = live

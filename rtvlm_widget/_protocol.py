@@ -17,9 +17,11 @@ __all__ = [
     "FRAME",
     "MAX_FRAME_BYTES",
     "SHOW_ANSWER",
+    "TOGGLE_LIVE",
     "CaptureFailed",
     "Frame",
     "ProtocolError",
+    "ToggleLive",
     "capture_request",
     "parse_reply",
     "show_answer",
@@ -31,6 +33,7 @@ SHOW_ANSWER = "answer"
 # front end -> kernel
 FRAME = "frame"
 ERROR = "error"
+TOGGLE_LIVE = "toggle_live"
 
 #: Larger frames are refused: far above any camera JPEG, well below the websocket's 10 MiB cap.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -52,6 +55,11 @@ class Frame:
     height: int
     #: Browser clock (ms since the epoch) when the frame was grabbed from the video.
     captured_at_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class ToggleLive:
+    """The user pressed Space in the panel (outside any text field)."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,13 @@ def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:
     return value
 
 
-def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame | CaptureFailed:
+def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame | CaptureFailed | ToggleLive:
     """Validate a message from the front end; raises ``ProtocolError`` for anything malformed."""
     if not isinstance(content, dict):
         raise ProtocolError(f"message is not an object: {type(content).__name__}")
     kind = content.get("kind")
+    if kind == TOGGLE_LIVE:
+        return ToggleLive()
     seq = _int_field(content, "seq", 0)
     if kind == ERROR:
         return CaptureFailed(seq, str(content.get("message") or "capture failed"))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,24 @@ from ._protocol import (
     CaptureFailed,
     Frame,
     ProtocolError,
+    ToggleLive,
     capture_request,
     parse_reply,
     show_answer,
 )
 
-__all__ = ["CameraUnavailable", "CameraView"]
+__all__ = ["RESOLUTIONS", "CameraUnavailable", "CameraView", "static_file"]
+
+RESOLUTIONS = ("auto", "480p", "720p", "1080p")
 
 
-def _esm_path() -> Path:
-    """The shipped front end: ``static/`` inside the wheel, ``js/`` in a source checkout."""
+def static_file(name: str) -> Path:
+    """A shipped front-end module: ``static/`` inside the wheel, ``js/`` in a source checkout."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "static" / "widget.js", here.parent / "js" / "widget.js"):
+    for candidate in (here / "static" / name, here.parent / "js" / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError("rtvlm_widget's front end (widget.js) is missing from the install")
+    raise FileNotFoundError(f"rtvlm_widget's front end ({name}) is missing from the install")
 
 
 class CameraUnavailable(RuntimeError):
@@ -43,7 +46,7 @@ class CameraUnavailable(RuntimeError):
 class CameraView(anywidget.AnyWidget):
     """Live camera preview in the browser; hands JPEG frames to the kernel on request."""
 
-    _esm = _esm_path()
+    _esm = static_file("widget.js")
 
     #: off / starting / live / denied / no-camera / ended / error — set by the view.
     camera_state = traitlets.Unicode("off").tag(sync=True)
@@ -52,8 +55,18 @@ class CameraView(anywidget.AnyWidget):
     #: Resolution the camera actually delivers, set by the view.
     video_width = traitlets.Int(0).tag(sync=True)
     video_height = traitlets.Int(0).tag(sync=True)
+    #: Cameras the browser offers, ``[{"id": …, "label": …}]`` (labels appear after permission).
+    devices = traitlets.List(traitlets.Dict()).tag(sync=True)
+    #: Chosen camera (``""``: the browser's default); changing it restarts the camera.
+    device_id = traitlets.Unicode("").tag(sync=True)
+    #: ``auto``, ``480p``, ``720p`` or ``1080p``; a camera that cannot do it falls back, with a note.
+    resolution = traitlets.Enum(RESOLUTIONS, default_value="auto").tag(sync=True)
     #: JPEG quality used by the browser's encoder.
     jpeg_quality = traitlets.Float(0.8, min=0.5, max=0.95).tag(sync=True)
+    #: Mirror the preview (frames are always sent as the camera sees them).
+    mirror = traitlets.Bool(False).tag(sync=True)
+    #: Show the latest answer over the video.
+    overlay = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -61,7 +74,12 @@ class CameraView(anywidget.AnyWidget):
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         #: Malformed messages from the front end that were dropped.
         self.dropped_messages = 0
+        self._on_toggle: list[Callable[[], None]] = []
         self.on_msg(self._on_reply)
+
+    def on_toggle_live(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the user presses Space in the panel."""
+        self._on_toggle.append(callback)
 
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:
         """Ask the view for a fresh frame and wait for it."""
@@ -90,6 +108,10 @@ class CameraView(anywidget.AnyWidget):
             reply = parse_reply(content, buffers)
         except ProtocolError:
             self.dropped_messages += 1
+            return
+        if isinstance(reply, ToggleLive):
+            for callback in self._on_toggle:
+                callback()
             return
         # A widget shown in two cells has two views; the first reply for a seq wins.
         future = self._pending.get(reply.seq)

@@ -1,12 +1,14 @@
 """A small real HTTP server that speaks just enough OpenAI API, and holds answers until told to.
 
-For tests that need a server to behave in a way llama-server will not on demand (here: answer only
-when the test says so). It runs in a thread on a free loopback port.
+For tests that need a server to behave in a way llama-server will not on demand: answer only when
+the test says so, show which headers and bodies arrived, and notice when the client hangs up on a
+request it is holding (what Stop must do). It runs in a thread on a free loopback port.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -16,13 +18,24 @@ __all__ = ["GatedServer"]
 
 
 class GatedServer:
-    """Answers ``/v1/chat/completions`` with ``answer_text`` once ``release()`` is called."""
+    """Answers ``/v1/chat/completions`` with ``answer_text`` once ``release()`` is called.
 
-    def __init__(self, answer_text: str = "a held answer") -> None:
+    ``gated=False`` answers at once. ``requests`` and ``headers`` record every chat request;
+    ``hung_up`` is set when a client closed its connection while its request was held.
+    """
+
+    def __init__(
+        self, answer_text: str = "a held answer", *, models: tuple[str, ...] = ("gated",), gated: bool = True
+    ) -> None:
         self.answer_text = answer_text
+        self.models = models
         self.received = threading.Event()
+        self.hung_up = threading.Event()
         self._gate = threading.Event()
+        if not gated:
+            self._gate.set()
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -34,6 +47,11 @@ class GatedServer:
 
     def release(self) -> None:
         self._gate.set()
+
+    def hold(self) -> None:
+        """Hold the following requests again (after ``release``)."""
+        self._gate.clear()
+        self.received.clear()
 
     def __enter__(self) -> GatedServer:
         self._thread.start()
@@ -48,6 +66,18 @@ class GatedServer:
         self._gate.set()
         self._server.shutdown()
         self._server.server_close()
+
+    def _wait_for_gate(self, handler: BaseHTTPRequestHandler) -> bool:
+        """Hold until released; False if the client hung up meanwhile (nothing left to answer)."""
+        for _ in range(1200):  # at most ~60 s
+            if self._gate.wait(timeout=0.05):
+                return True
+            readable, _, _ = select.select([handler.connection], [], [], 0)
+            # Readable with no data left means end of stream: the client closed the connection.
+            if readable and not handler.connection.recv(1, 2):  # 2 = MSG_PEEK
+                self.hung_up.set()
+                return False
+        return True
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
@@ -66,19 +96,21 @@ class GatedServer:
 
             def do_GET(self) -> None:
                 if self.path == "/v1/models":
-                    self._json(200, {"object": "list", "data": [{"id": "gated"}]})
+                    self._json(200, {"object": "list", "data": [{"id": m} for m in owner.models]})
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 owner.requests.append(json.loads(self.rfile.read(length)))
+                owner.headers.append(dict(self.headers.items()))
                 owner.received.set()
-                owner._gate.wait(timeout=60)
+                if not owner._wait_for_gate(self):
+                    return
                 self._json(
                     200,
                     {
-                        "model": "gated",
+                        "model": owner.requests[-1].get("model", owner.models[0]),
                         "choices": [
                             {
                                 "index": 0,
