@@ -7,9 +7,10 @@ httpx client's default headers: never on an attribute that is printed, synced or
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +25,7 @@ from ._errors import (
     ServerUnreachable,
     VLMError,
 )
+from ._sse import iter_sse
 
 __all__ = [
     "ChatParams",
@@ -108,6 +110,8 @@ class ChatParams:
     model: str | None = None
     max_tokens: int = 100
     temperature: float = 0.2
+    #: Ask for tokens as they are generated (SSE); servers that answer in one piece still work.
+    stream: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,9 +140,17 @@ class Completion:
     finish_reason: str | None
     usage: Usage | None
     latency_s: float
+    #: Seconds from sending the request to the first token of text (streaming only).
+    first_token_s: float | None = None
 
 
-def build_chat_body(params: ChatParams, images: Sequence[bytes], mime: str = "image/jpeg") -> dict[str, Any]:
+def build_chat_body(
+    params: ChatParams,
+    images: Sequence[bytes],
+    mime: str = "image/jpeg",
+    *,
+    usage_in_stream: bool = True,
+) -> dict[str, Any]:
     """The JSON body for one chat request; images become data URLs (the only base64 step)."""
     content: list[dict[str, Any]] = [
         {
@@ -152,8 +164,10 @@ def build_chat_body(params: ChatParams, images: Sequence[bytes], mime: str = "im
         "messages": [{"role": "user", "content": content}],
         "max_tokens": params.max_tokens,
         "temperature": params.temperature,
-        "stream": False,
+        "stream": params.stream,
     }
+    if params.stream and usage_in_stream:
+        body["stream_options"] = {"include_usage": True}
     if params.model:
         body["model"] = params.model
     return body
@@ -193,6 +207,8 @@ class VLMClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
         )
+        # Set once a server refused stream_options; later requests leave it out.
+        self._no_stream_options = False
 
     def __repr__(self) -> str:
         return f"VLMClient(base_url={redact_url(self.base_url)!r})"
@@ -217,23 +233,105 @@ class VLMClient:
                 status=response.status_code,
             ) from exc
 
-    async def chat(self, params: ChatParams, images: Sequence[bytes] = ()) -> Completion:
-        """One non-streaming chat completion about ``images``."""
+    async def chat(
+        self,
+        params: ChatParams,
+        images: Sequence[bytes] = (),
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Completion:
+        """One chat completion about ``images``.
+
+        With ``params.stream`` the answer arrives as server-sent events and ``on_text`` gets the
+        text so far after each piece; cancelling the call closes the connection.
+        """
         path = "/v1/chat/completions"
+        url = self.url(path)
         started = time.perf_counter()
-        response = await self._request(
-            "POST", path, json=build_chat_body(params, images), has_images=bool(images)
+        body = build_chat_body(params, images, usage_in_stream=not self._no_stream_options)
+        async with self._open(path, body, has_images=bool(images)) as response:
+            is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+            if params.stream and is_sse:
+                return await self._read_stream(response, url, started, on_text)
+            async with self._transport_errors(url, during="the answer"):
+                await response.aread()
+        completion = self._parse_completion(response, url, time.perf_counter() - started)
+        if on_text is not None and completion.text:
+            on_text(completion.text)
+        return completion
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, path: str, body: dict[str, Any], *, has_images: bool
+    ) -> AsyncIterator[httpx.Response]:
+        """POST ``body`` and yield the response with its body unread; errors become VLMErrors."""
+        url = self.url(path)
+        for attempt in range(2):
+            async with (
+                self._transport_errors(url),
+                self._http.stream("POST", path, json=body) as response,
+            ):
+                if response.is_success:
+                    yield response
+                    return
+                await response.aread()
+                detail = _server_message(response)
+                # Some servers refuse the stream_options field; ask once more without it.
+                if attempt == 0 and "stream_options" in body and "stream_options" in detail:
+                    self._no_stream_options = True
+                    body = {k: v for k, v in body.items() if k != "stream_options"}
+                    continue
+                raise self._status_error(response, url, has_images)
+
+    async def _read_stream(
+        self,
+        response: httpx.Response,
+        url: str,
+        started: float,
+        on_text: Callable[[str], None] | None,
+    ) -> Completion:
+        """Collect an SSE answer: stop at ``[DONE]``, raise on error events."""
+        parts: list[str] = []
+        model: str | None = None
+        finish: str | None = None
+        usage: Usage | None = None
+        first: float | None = None
+        async with self._transport_errors(url, during="the answer stream"):
+            async for event, data in iter_sse(response.aiter_lines()):
+                if data.strip() == "[DONE]":
+                    break
+                chunk = _stream_chunk(event, data, url, response.status_code)
+                if isinstance(chunk.get("model"), str):
+                    model = chunk["model"]
+                usage = Usage.from_payload(chunk.get("usage")) or usage
+                for choice in chunk.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        if first is None:
+                            first = time.perf_counter() - started
+                        parts.append(str(delta))
+                        if on_text is not None:
+                            on_text("".join(parts))
+                    finish = choice.get("finish_reason") or finish
+        return Completion(
+            text="".join(parts),
+            model=model,
+            finish_reason=finish,
+            usage=usage,
+            latency_s=time.perf_counter() - started,
+            first_token_s=first,
         )
-        latency = time.perf_counter() - started
+
+    def _parse_completion(self, response: httpx.Response, url: str, latency: float) -> Completion:
         try:
             payload = response.json()
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BadResponse(
-                f"{self.url(path)} answered {response.status_code} without an OpenAI-style "
+                f"{url} answered {response.status_code} without an OpenAI-style "
                 f"'choices' list ({type(exc).__name__}); is base_url an OpenAI-compatible server?",
-                url=self.url(path),
+                url=url,
                 status=response.status_code,
             ) from exc
         return Completion(
@@ -244,26 +342,30 @@ class VLMClient:
             latency_s=latency,
         )
 
-    async def _request(
-        self, method: str, path: str, *, json: object = None, has_images: bool = False
-    ) -> httpx.Response:
-        url = self.url(path)
+    @contextlib.asynccontextmanager
+    async def _transport_errors(self, url: str, during: str = "") -> AsyncIterator[None]:
+        """Turn httpx's transport failures into ServerUnreachable with the URL and a hint."""
         try:
-            response = await self._http.request(method, path, json=json)
+            yield
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"{url} timed out ({type(exc).__name__}); the server may be overloaded or hung",
                 url=url,
             ) from exc
         except httpx.TransportError as exc:
+            what = f"{url} broke off {during}" if during else f"cannot reach {url}"
             raise ServerUnreachable(
-                f"cannot reach {url} ({exc or type(exc).__name__}); is the server running "
-                "and is base_url right?",
+                f"{what} ({exc or type(exc).__name__}); is the server running and is base_url right?",
                 url=url,
             ) from exc
+
+    async def _request(self, method: str, path: str) -> httpx.Response:
+        url = self.url(path)
+        async with self._transport_errors(url):
+            response = await self._http.request(method, path)
         if response.is_success:
             return response
-        raise self._status_error(response, url, has_images)
+        raise self._status_error(response, url, has_images=False)
 
     def _status_error(self, response: httpx.Response, url: str, has_images: bool) -> VLMError:
         status = response.status_code
@@ -290,3 +392,19 @@ class VLMClient:
                 status=status,
             )
         return ServerHTTPError(f"{url} answered {status}: {detail}", url=url, status=status)
+
+
+def _stream_chunk(event: str, data: str, url: str, status: int) -> dict[str, Any]:
+    """One SSE event's JSON object; error events (either style) raise with the server's words."""
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise BadResponse(f"{url} sent a stream event that is not JSON: {data[:80]!r}", url=url) from exc
+    if event == "error" or (isinstance(chunk, dict) and "error" in chunk):
+        message = chunk.get("error", chunk) if isinstance(chunk, dict) else chunk
+        if isinstance(message, dict):
+            message = message.get("message", message)
+        raise ServerHTTPError(
+            f"{url} reported an error while answering: {str(message)[:300]}", url=url, status=status
+        )
+    return chunk if isinstance(chunk, dict) else {}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import cv2
@@ -175,3 +177,93 @@ def test_bare_list_of_models_through_the_client() -> None:
 
     client = VLMClient("http://fake.test:1", transport=httpx.MockTransport(handler))
     assert run(lambda c: c.list_models(), client) == ["llava:7b", "moondream"]
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+
+def test_streaming_delivers_text_piece_by_piece_with_usage(llama_server: LlamaServer) -> None:
+    frame = jpeg((90, 30, 160))
+    pieces: list[str] = []
+    streamed_params = ChatParams(prompt="What is it?", max_tokens=10, temperature=0, stream=True)
+    whole_params = replace(streamed_params, stream=False)
+
+    async def both(client: VLMClient) -> tuple[Completion, Completion]:
+        streamed = await client.chat(streamed_params, [frame], on_text=pieces.append)
+        whole = await client.chat(whole_params, [frame])
+        return streamed, whole
+
+    streamed, whole = run(both, VLMClient(llama_server.base_url))
+    assert streamed.text == whole.text
+    # One callback per token, each a longer prefix of the final answer.
+    assert len(pieces) == 10
+    assert all(b.startswith(a) and len(b) > len(a) for a, b in itertools.pairwise(pieces))
+    assert pieces[-1] == streamed.text
+    assert streamed.usage is not None and streamed.usage.completion_tokens == 10
+    assert streamed.first_token_s is not None and 0 < streamed.first_token_s <= streamed.latency_s
+    assert streamed.finish_reason == "length"
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+def _chunk(text: str) -> str:
+    return json.dumps({"model": "m", "choices": [{"index": 0, "delta": {"content": text}}]})
+
+
+def _streaming_fake(handler: Callable[[httpx.Request], httpx.Response]) -> VLMClient:
+    return VLMClient("http://fake.test:1", transport=httpx.MockTransport(handler))
+
+
+def test_error_event_in_the_stream_raises_with_the_servers_words() -> None:
+    body = _sse(_chunk("Hel"), json.dumps({"error": {"message": "out of memory"}}))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    with pytest.raises(ServerHTTPError, match="out of memory"):
+        run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
+
+
+def test_stream_without_done_still_returns_what_came() -> None:
+    body = _sse(_chunk("a "), _chunk("cat"))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    answer = run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
+    assert answer.text == "a cat"
+
+
+def test_server_that_ignores_stream_answers_in_one_piece() -> None:
+    payload = {"model": "m", "choices": [{"message": {"content": "whole"}, "finish_reason": "stop"}]}
+    pieces: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["stream"] is True
+        return httpx.Response(200, json=payload)
+
+    answer = run(lambda c: c.chat(ChatParams(prompt="hi"), on_text=pieces.append), _streaming_fake(handler))
+    assert answer.text == "whole" and pieces == ["whole"]
+
+
+def test_server_refusing_stream_options_is_asked_again_without() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        if "stream_options" in bodies[-1]:
+            return httpx.Response(400, json={"error": {"message": "unknown field: stream_options"}})
+        return httpx.Response(
+            200, content=_sse(_chunk("ok"), "[DONE]"), headers={"content-type": "text/event-stream"}
+        )
+
+    client = _streaming_fake(handler)
+
+    async def twice(c: VLMClient) -> list[str]:
+        return [(await c.chat(ChatParams(prompt="hi"))).text for _ in range(2)]
+
+    assert run(twice, client) == ["ok", "ok"]
+    # Refused once, then left out for good.
+    assert ["stream_options" in b for b in bodies] == [True, False, False]
