@@ -3,6 +3,11 @@
 Everything here is asyncio: requests run as tasks, so the kernel keeps handling messages (and the
 user keeps running cells) while an answer is on its way. It knows neither ipywidgets nor the DOM: it
 talks to a frame source (the camera view) and a client, and tells listeners what happened.
+
+Live mode runs ``max_in_flight`` workers. Each takes a turn (turns start at least ``interval_s``
+apart), asks the browser for a *fresh* frame only then, and sends it: the newest frame wins by
+construction and nothing queues. Stop, and any change of the parameters, cancel the requests in
+flight (their connections are closed); cancelled requests leave no record.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from ._client import ChatParams, VLMClient
+from ._client import ChatParams, Completion, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._records import Answer
@@ -26,6 +31,9 @@ __all__ = ["Controller", "FrameSource"]
 
 log = logging.getLogger("rtvlm_widget")
 
+#: Partial answers are shown at most this often (a token can arrive every millisecond).
+PARTIAL_EVERY_S = 0.05
+
 
 class FrameSource(Protocol):
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
@@ -34,11 +42,12 @@ class FrameSource(Protocol):
 
 
 AnswerListener = Callable[[Answer], None]
+PartialListener = Callable[[int, str], None]
 StatusListener = Callable[[str, str], None]
 
 
 class Controller:
-    """Owns the live loop, the in-flight request and the session's history."""
+    """Owns the live loop, the requests in flight and the session's history."""
 
     def __init__(
         self,
@@ -47,22 +56,50 @@ class Controller:
         params: ChatParams,
         *,
         interval_s: float = 0.5,
+        max_in_flight: int = 1,
         history_limit: int = 1000,
     ) -> None:
         self.source = source
         self.client = client
-        self.params = params
+        self._params = params
         self.interval_s = interval_s
+        self.max_in_flight = max_in_flight
         self.history: deque[Answer] = deque(maxlen=history_limit)
         self._answer_listeners: list[AnswerListener] = []
+        self._partial_listeners: list[PartialListener] = []
         self._status_listeners: list[StatusListener] = []
         self._live: asyncio.Task[None] | None = None
         self._once: asyncio.Task[Answer] | None = None
+        self._inflight: set[asyncio.Task[Answer]] = set()
         self._server_model: str | None = None
+        self._next_turn = 0.0
+        self._failures = 0
+
+    # -- parameters ------------------------------------------------------------------------------
+    @property
+    def params(self) -> ChatParams:
+        return self._params
+
+    @params.setter
+    def params(self, value: ChatParams) -> None:
+        changed = value != self._params
+        self._params = value
+        if changed:
+            # An answer to the old question is no longer wanted: free the slot for the new one.
+            self.cancel_inflight()
+
+    def cancel_inflight(self) -> None:
+        """Cancel the live requests in flight (closing their connections); the loop goes on."""
+        for task in list(self._inflight):
+            task.cancel()
 
     # -- listeners -------------------------------------------------------------------------------
     def on_answer(self, listener: AnswerListener) -> None:
         self._answer_listeners.append(listener)
+
+    def on_partial(self, listener: PartialListener) -> None:
+        """``listener(seq, text_so_far)`` while an answer streams in."""
+        self._partial_listeners.append(listener)
 
     def on_status(self, listener: StatusListener) -> None:
         """``listener(state, message)``; state is ``idle``, ``busy``, ``live`` or ``error``."""
@@ -85,12 +122,12 @@ class Controller:
         return self._once
 
     def start(self) -> None:
-        """Ask about a fresh frame again and again, at least ``interval_s`` apart, one at a time."""
+        """Ask about fresh frames again and again, turns at least ``interval_s`` apart."""
         if not self.live:
             self._live = asyncio.get_running_loop().create_task(self._live_loop())
 
     def stop(self) -> None:
-        """Stop the live loop; the request in flight is cancelled."""
+        """Stop the live loop; the requests in flight are cancelled."""
         if self._live is not None:
             self._live.cancel()
             self._live = None
@@ -101,6 +138,7 @@ class Controller:
         old, self.client = self.client, client
         self._server_model = None
         if old is not client:
+            self.cancel_inflight()
             spawn(old.aclose())
 
     async def aclose(self) -> None:
@@ -113,49 +151,35 @@ class Controller:
         """One request about a fresh frame; a failure comes back as an ``Answer`` with ``error``."""
         started = time.perf_counter()
         params = self.params
-        seq = 0
         frame: Frame | None = None
         try:
             frame = await self.source.capture()
-            seq = frame.seq
             params = await self._with_model(params)
-            completion = await self.client.chat(params, [frame.jpeg])
+            completion = await self.client.chat(params, [frame.jpeg], on_text=self._partials(frame.seq))
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
-            answer = Answer(
-                seq=seq,
-                text="",
-                prompt=params.prompt,
-                model=params.model,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                latency_s=0.0,
-                total_s=time.perf_counter() - started,
-                frame_width=frame.width if frame else 0,
-                frame_height=frame.height if frame else 0,
-                jpeg=frame.jpeg if frame else b"",
-                error=str(exc) or type(exc).__name__,
-            )
+            answer = _answer(params, frame, None, started, error=str(exc) or type(exc).__name__)
         else:
-            answer = Answer(
-                seq=seq,
-                text=completion.text,
-                prompt=params.prompt,
-                model=completion.model or params.model,
-                max_tokens=params.max_tokens,
-                temperature=params.temperature,
-                latency_s=completion.latency_s,
-                total_s=time.perf_counter() - started,
-                usage=completion.usage,
-                finish_reason=completion.finish_reason,
-                frame_width=frame.width,
-                frame_height=frame.height,
-                jpeg=frame.jpeg,
-            )
+            answer = _answer(params, frame, completion, started)
         self._record(answer)
         return answer
+
+    def _partials(self, seq: int) -> Callable[[str], None]:
+        last = 0.0
+
+        def on_text(text: str) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            if now - last < PARTIAL_EVERY_S:
+                return
+            last = now
+            self.source.show_answer(seq, text)
+            for listener in self._partial_listeners:
+                _call_safely(listener, seq, text)
+
+        return on_text
 
     async def _with_model(self, params: ChatParams) -> ChatParams:
         """Fill in the server's first model when none was chosen (vLLM and gateways need one)."""
@@ -186,19 +210,70 @@ class Controller:
             self._emit_status("error" if answer.error else "idle", answer.error or "")
         return answer
 
+    # -- live mode -------------------------------------------------------------------------------
     async def _live_loop(self) -> None:
         self._emit_status("live", "")
-        failures = 0
+        self._failures = 0
+        turn = asyncio.Lock()
+        workers = [asyncio.create_task(self._worker(turn)) for _ in range(max(1, self.max_in_flight))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+
+    async def _take_turn(self, turn: asyncio.Lock) -> None:
+        """Wait until the next request may start; turns are spaced, never stacked up."""
+        async with turn:
+            delay = self._next_turn - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # After failures the spacing grows (up to 10 s) so a server that is down is not flooded.
+            backoff = min(10.0, 0.5 * 2 ** (self._failures - 1)) if self._failures else 0.0
+            self._next_turn = time.perf_counter() + max(self.interval_s, backoff)
+
+    async def _worker(self, turn: asyncio.Lock) -> None:
         while True:
-            started = time.perf_counter()
-            answer = await self.ask()
+            await self._take_turn(turn)
+            request = asyncio.create_task(self.ask())
+            self._inflight.add(request)
+            try:
+                await asyncio.wait({request})
+            finally:
+                self._inflight.discard(request)
+                request.cancel()  # no-op when done; closes the connection when we are stopped
+            if request.cancelled():
+                continue  # superseded by a parameter change
+            answer = request.result()
+            self._failures = self._failures + 1 if answer.error else 0
             self._emit_status("live", answer.error or "")
-            failures = failures + 1 if answer.error else 0
-            # The interval is a minimum spacing between requests, never a backlog of work; after
-            # failures it grows (up to 10 s) so a server that is down is not flooded.
-            backoff = min(10.0, 0.5 * 2 ** (failures - 1)) if failures else 0.0
-            spacing = max(self.interval_s, backoff)
-            await asyncio.sleep(max(0.0, spacing - (time.perf_counter() - started)))
+
+
+def _answer(
+    params: ChatParams,
+    frame: Frame | None,
+    completion: Completion | None,
+    started: float,
+    *,
+    error: str | None = None,
+) -> Answer:
+    return Answer(
+        seq=frame.seq if frame else 0,
+        text=completion.text if completion else "",
+        prompt=params.prompt,
+        model=(completion.model if completion else None) or params.model,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        latency_s=completion.latency_s if completion else 0.0,
+        total_s=time.perf_counter() - started,
+        first_token_s=completion.first_token_s if completion else None,
+        usage=completion.usage if completion else None,
+        finish_reason=completion.finish_reason if completion else None,
+        frame_width=frame.width if frame else 0,
+        frame_height=frame.height if frame else 0,
+        jpeg=frame.jpeg if frame else b"",
+        error=error,
+    )
 
 
 def _call_safely(fn: Callable[..., None], *args: object) -> None:

@@ -254,6 +254,7 @@ class Panel:
         self.test_api.on_click(lambda _b: spawn(self.run_api_check()))
 
         c.on_answer(self._show_answer)
+        c.on_partial(lambda _seq, text: setattr(self.answer, "value", text))
         c.on_status(self._show_status)
         self.log.on_clear(lambda: setattr(self.answer, "value", ""))
 

@@ -24,6 +24,8 @@ class Answer:
     latency_s: float
     #: Seconds from asking the browser for the frame to having the answer.
     total_s: float
+    #: Seconds from sending the request to the first streamed token (None when not streamed).
+    first_token_s: float | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
     frame_width: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import cv2
@@ -12,6 +13,7 @@ from rtvlm_widget import Answer, CameraUnavailable, ChatParams, Frame, VLMClient
 from rtvlm_widget._controller import Controller
 from tests.aio import run_async
 from tests.servers.llama import LlamaServer
+from tests.servers.scripted import GatedServer
 
 
 class StillCamera:
@@ -57,7 +59,8 @@ def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServ
     assert all(a.usage is not None and a.usage.completion_tokens == 5 for a in answers)
     assert answers[0].jpeg == camera.jpeg and answers[0].frame_width == 320
     assert seen == answers
-    assert camera.shown == [(a.seq, a.text) for a in answers]
+    # The view ends up showing each answer in full (streamed pieces may come first).
+    assert dict(camera.shown) == {a.seq: a.text for a in answers}
 
 
 def test_failures_become_records_and_listener_errors_do_not_stop_the_loop(
@@ -101,3 +104,50 @@ def test_live_loop_runs_one_request_at_a_time(llama_server: LlamaServer) -> None
     # Back to back, never overlapping: every frame got its answer before the next was taken.
     assert count >= 3
     assert camera._seq in (count, count + 1)
+
+
+def test_partial_answers_stream_to_listeners(llama_server: LlamaServer) -> None:
+    camera = StillCamera()
+    partials: list[tuple[int, str]] = []
+
+    async def go() -> Answer:
+        controller = _controller(llama_server, camera)
+        controller.params = replace(controller.params, max_tokens=60)
+        controller.on_partial(lambda seq, text: partials.append((seq, text)))
+        try:
+            return await controller.ask()
+        finally:
+            await controller.aclose()
+
+    answer = run_async(go())
+    assert answer.first_token_s is not None and answer.first_token_s < answer.latency_s
+    assert partials, "no partial answer arrived before the whole one"
+    assert all(seq == answer.seq and answer.text.startswith(text) for seq, text in partials)
+
+
+def test_slow_answer_does_not_queue_frames_and_a_change_cancels_it() -> None:
+    camera = StillCamera()
+
+    async def go(server: GatedServer) -> tuple[int, int, bool, int]:
+        client = VLMClient(server.base_url)
+        controller = Controller(camera, client, ChatParams(prompt="first", model="gated"), interval_s=0)
+        controller.start()
+        await asyncio.to_thread(server.received.wait, 10)
+        await asyncio.sleep(0.5)  # a slow answer: the loop must wait, not take more frames
+        frames_while_held = camera._seq
+        server.hold()
+        controller.params = replace(controller.params, prompt="second")
+        await asyncio.to_thread(server.received.wait, 10)
+        hung_up = await asyncio.to_thread(server.hung_up.wait, 10)
+        server.release()
+        while not controller.history:
+            await asyncio.sleep(0.01)
+        controller.stop()
+        await controller.aclose()
+        return frames_while_held, len(server.requests), hung_up, len(controller.history)
+
+    with GatedServer("late") as server:
+        frames, requests, hung_up, answers = run_async(go(server))
+    assert frames == 1  # one frame in flight, none queued behind it
+    assert hung_up  # the old request's connection was closed by the change
+    assert requests >= 2 and answers >= 1
