@@ -105,7 +105,7 @@ async function openCamera(deviceId, resolution) {
  * @param {HTMLCanvasElement} canvas
  * @param {number} maxEdge
  * @param {number} quality JPEG quality 0..1
- * @returns {Promise<{ bytes: ArrayBuffer, width: number, height: number, capturedAt: number }>}
+ * @returns {Promise<{ bytes: ArrayBuffer, width: number, height: number, capturedAt: number, encodeMs: number }>}
  */
 async function grabJpeg(video, canvas, maxEdge, quality) {
   const vw = video.videoWidth;
@@ -117,12 +117,14 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   if (canvas.width !== width) canvas.width = width;
   if (canvas.height !== height) canvas.height = height;
   const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
-  const capturedAt = performance.timeOrigin + performance.now();
+  const t0 = performance.now();
+  const capturedAt = performance.timeOrigin + t0;
   ctx.drawImage(video, 0, 0, width, height);
   const blob = await new Promise((resolve, reject) =>
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("JPEG encoding failed"))), "image/jpeg", quality),
   );
-  return { bytes: await /** @type {Blob} */ (blob).arrayBuffer(), width, height, capturedAt };
+  const bytes = await /** @type {Blob} */ (blob).arrayBuffer();
+  return { bytes, width, height, capturedAt, encodeMs: performance.now() - t0 };
 }
 
 /** @param {EventTarget | null} target */
@@ -245,6 +247,7 @@ function render({ model, el }) {
           height: frame.height,
           mime: "image/jpeg",
           captured_at_ms: frame.capturedAt,
+          encode_ms: frame.encodeMs,
         },
         undefined,
         [frame.bytes],

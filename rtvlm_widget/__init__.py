@@ -13,10 +13,16 @@ from ._errors import (
     VLMError,
 )
 from ._protocol import Frame
-from ._records import Answer
+from ._records import Answer, Timing
 from ._widget import CameraUnavailable
 
 __version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """jupyter_server's entry: the server extension (TCP_NODELAY, see `_nodelay`) lives there."""
+    return [{"module": "rtvlm_widget._nodelay"}]
+
 
 __all__ = [
     "Answer",
@@ -30,6 +36,7 @@ __all__ = [
     "RealtimeVLM",
     "ServerHTTPError",
     "ServerUnreachable",
+    "Timing",
     "Usage",
     "VLMClient",
     "VLMError",

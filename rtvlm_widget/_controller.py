@@ -23,7 +23,7 @@ from typing import Protocol
 from ._client import ChatParams, Completion, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
-from ._records import Answer
+from ._records import Answer, Timing
 from ._tasks import spawn
 from ._widget import CameraUnavailable
 
@@ -147,8 +147,11 @@ class Controller:
             self._once.cancel()
         await self.client.aclose()
 
-    async def ask(self) -> Answer:
-        """One request about a fresh frame; a failure comes back as an ``Answer`` with ``error``."""
+    async def ask(self, *, waited_s: float = 0.0) -> Answer:
+        """One request about a fresh frame; a failure comes back as an ``Answer`` with ``error``.
+
+        ``waited_s`` is how long the caller waited for its turn (recorded in the timing).
+        """
         started = time.perf_counter()
         params = self.params
         frame: Frame | None = None
@@ -160,9 +163,10 @@ class Controller:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
-            answer = _answer(params, frame, None, started, error=str(exc) or type(exc).__name__)
+            error = str(exc) or type(exc).__name__
+            answer = _answer(params, frame, None, started, waited_s, error=error)
         else:
-            answer = _answer(params, frame, completion, started)
+            answer = _answer(params, frame, completion, started, waited_s)
         self._record(answer)
         return answer
 
@@ -222,8 +226,9 @@ class Controller:
             for worker in workers:
                 worker.cancel()
 
-    async def _take_turn(self, turn: asyncio.Lock) -> None:
-        """Wait until the next request may start; turns are spaced, never stacked up."""
+    async def _take_turn(self, turn: asyncio.Lock) -> float:
+        """Wait until the next request may start (turns are spaced, never stacked up); seconds waited."""
+        began = time.perf_counter()
         async with turn:
             delay = self._next_turn - time.perf_counter()
             if delay > 0:
@@ -231,11 +236,12 @@ class Controller:
             # After failures the spacing grows (up to 10 s) so a server that is down is not flooded.
             backoff = min(10.0, 0.5 * 2 ** (self._failures - 1)) if self._failures else 0.0
             self._next_turn = time.perf_counter() + max(self.interval_s, backoff)
+        return time.perf_counter() - began
 
     async def _worker(self, turn: asyncio.Lock) -> None:
         while True:
-            await self._take_turn(turn)
-            request = asyncio.create_task(self.ask())
+            waited = await self._take_turn(turn)
+            request = asyncio.create_task(self.ask(waited_s=waited))
             self._inflight.add(request)
             try:
                 await asyncio.wait({request})
@@ -254,9 +260,22 @@ def _answer(
     frame: Frame | None,
     completion: Completion | None,
     started: float,
+    waited_s: float,
     *,
     error: str | None = None,
 ) -> Answer:
+    total = time.perf_counter() - started
+    timing = None
+    if frame is not None:
+        capture = frame.encode_ms / 1000
+        timing = Timing(
+            wait_s=waited_s,
+            capture_s=capture,
+            transfer_s=max(0.0, frame.roundtrip_s - capture),
+            first_token_s=completion.first_token_s if completion else None,
+            http_s=completion.latency_s if completion else 0.0,
+            total_s=total,
+        )
     return Answer(
         seq=frame.seq if frame else 0,
         text=completion.text if completion else "",
@@ -265,7 +284,7 @@ def _answer(
         max_tokens=params.max_tokens,
         temperature=params.temperature,
         latency_s=completion.latency_s if completion else 0.0,
-        total_s=time.perf_counter() - started,
+        total_s=total,
         first_token_s=completion.first_token_s if completion else None,
         usage=completion.usage if completion else None,
         finish_reason=completion.finish_reason if completion else None,
@@ -273,6 +292,8 @@ def _answer(
         frame_height=frame.height if frame else 0,
         jpeg=frame.jpeg if frame else b"",
         error=error,
+        captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
+        timing=timing,
     )
 
 

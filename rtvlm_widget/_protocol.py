@@ -55,6 +55,10 @@ class Frame:
     height: int
     #: Browser clock (ms since the epoch) when the frame was grabbed from the video.
     captured_at_ms: float = 0.0
+    #: Browser time to draw the frame and encode the JPEG.
+    encode_ms: float = 0.0
+    #: Kernel time from asking the view for the frame to having it (set by the kernel).
+    roundtrip_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,10 +113,12 @@ def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame
     if not jpeg.startswith(_JPEG_MAGIC):
         raise ProtocolError("frame buffer is not a JPEG")
     captured = content.get("captured_at_ms", 0.0)
+    encode = content.get("encode_ms", 0.0)
     return Frame(
         seq=seq,
         jpeg=jpeg,
         width=_int_field(content, "width", 1),
         height=_int_field(content, "height", 1),
         captured_at_ms=float(captured) if isinstance(captured, (int, float)) else 0.0,
+        encode_ms=float(encode) if isinstance(encode, (int, float)) else 0.0,
     )

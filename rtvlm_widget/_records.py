@@ -7,7 +7,35 @@ from dataclasses import dataclass, field
 
 from ._client import Usage
 
-__all__ = ["Answer"]
+__all__ = ["Answer", "Timing"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Where one answer's time went, in seconds."""
+
+    #: Live mode: waiting for a request turn (the interval, backoff or a busy slot).
+    wait_s: float
+    #: Browser: drawing the frame and encoding the JPEG.
+    capture_s: float
+    #: The comm round trip for the frame, less the browser's capture time.
+    transfer_s: float
+    #: HTTP: from sending the request to the first streamed token (None when not streamed).
+    first_token_s: float | None
+    #: HTTP: from sending the request to the last token.
+    http_s: float
+    #: From asking for the frame to having the whole answer.
+    total_s: float
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "wait_s": self.wait_s,
+            "capture_s": self.capture_s,
+            "transfer_s": self.transfer_s,
+            "first_token_s": self.first_token_s,
+            "http_s": self.http_s,
+            "total_s": self.total_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -34,6 +62,10 @@ class Answer:
     jpeg: bytes = field(default=b"", repr=False)
     #: Readable reason when the request failed; ``text`` is then empty.
     error: str | None = None
+    #: Epoch seconds (browser clock) when the frame was grabbed; 0 when there was no frame.
+    captured_at: float = 0.0
+    #: Where the time went (None when no frame arrived).
+    timing: Timing | None = None
     created_at: float = field(default_factory=time.time)
 
     @property

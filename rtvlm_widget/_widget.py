@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,9 @@ class CameraView(anywidget.AnyWidget):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._seq = itertools.count(1)
+        #: Frames asked of the browser, and frames that arrived for a request still waiting.
+        self.frames_requested = 0
+        self.frames_received = 0
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         #: Malformed messages from the front end that were dropped.
         self.dropped_messages = 0
@@ -85,11 +90,14 @@ class CameraView(anywidget.AnyWidget):
         """Ask the view for a fresh frame and wait for it."""
         loop = asyncio.get_running_loop()
         seq = next(self._seq)
+        self.frames_requested += 1
         future: asyncio.Future[Frame] = loop.create_future()
         self._pending[seq] = future
         try:
+            asked = time.perf_counter()
             self.send(capture_request(seq, max_edge=max_edge))
-            return await asyncio.wait_for(future, timeout)
+            frame = await asyncio.wait_for(future, timeout)
+            return replace(frame, roundtrip_s=time.perf_counter() - asked)
         except asyncio.TimeoutError:
             raise CameraUnavailable(
                 f"no frame from the browser within {timeout:g} s (camera {self.camera_state}"
@@ -121,6 +129,7 @@ class CameraView(anywidget.AnyWidget):
         if isinstance(reply, CaptureFailed):
             loop.call_soon_threadsafe(_settle, future, CameraUnavailable(reply.message))
         else:
+            self.frames_received += 1
             loop.call_soon_threadsafe(_settle, future, reply)
 
 
