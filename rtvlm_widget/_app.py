@@ -33,7 +33,9 @@ class RealtimeVLM:
             the kernel: never synced to the browser, saved in the notebook or printed.
         max_tokens: answer length limit.
         temperature: sampling temperature.
-        interval: minimum seconds between live requests.
+        interval: minimum seconds between the starts of live requests.
+        max_in_flight: live requests allowed at once (1; more for servers with parallel slots).
+        stream: show answers token by token as the server streams them.
     """
 
     def __init__(
@@ -46,14 +48,23 @@ class RealtimeVLM:
         max_tokens: int = 100,
         temperature: float = 0.2,
         interval: float = 0.5,
+        max_in_flight: int = 1,
+        stream: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.view = CameraView()
         self._controller = Controller(
             self.view,
             VLMClient(base_url, api_key=key),
-            ChatParams(prompt=prompt, model=model, max_tokens=max_tokens, temperature=temperature),
+            ChatParams(
+                prompt=prompt,
+                model=model,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stream=stream,
+            ),
             interval_s=interval,
+            max_in_flight=max_in_flight,
         )
         self._panel = Panel(
             self.view,
