@@ -36,6 +36,9 @@ class RealtimeVLM:
         interval: minimum seconds between the starts of live requests.
         max_in_flight: live requests allowed at once (1; more for servers with parallel slots).
         stream: show answers token by token as the server streams them.
+        frames_per_request: more than 1 sends the last N frames, ``frame_spacing`` seconds
+            apart, as N images in one message (for questions about motion).
+        frame_spacing: seconds between the frames of a multi-frame request.
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class RealtimeVLM:
         interval: float = 0.5,
         max_in_flight: int = 1,
         stream: bool = True,
+        frames_per_request: int = 1,
+        frame_spacing: float = 0.5,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.view = CameraView()
@@ -65,6 +70,8 @@ class RealtimeVLM:
             ),
             interval_s=interval,
             max_in_flight=max_in_flight,
+            frames_per_request=frames_per_request,
+            frame_spacing_s=frame_spacing,
         )
         self._panel = Panel(
             self.view,

@@ -24,6 +24,7 @@ from ._client import ChatParams, Completion, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._records import Answer, Timing
+from ._sampler import FrameSampler
 from ._tasks import spawn
 from ._widget import CameraUnavailable
 
@@ -57,6 +58,8 @@ class Controller:
         *,
         interval_s: float = 0.5,
         max_in_flight: int = 1,
+        frames_per_request: int = 1,
+        frame_spacing_s: float = 0.5,
         history_limit: int = 1000,
     ) -> None:
         self.source = source
@@ -64,6 +67,10 @@ class Controller:
         self._params = params
         self.interval_s = interval_s
         self.max_in_flight = max_in_flight
+        #: More than 1: each request carries the last N frames, ``frame_spacing_s`` apart.
+        self.frames_per_request = frames_per_request
+        self.frame_spacing_s = frame_spacing_s
+        self._sampler: FrameSampler | None = None
         self.history: deque[Answer] = deque(maxlen=history_limit)
         self._answer_listeners: list[AnswerListener] = []
         self._partial_listeners: list[PartialListener] = []
@@ -131,6 +138,7 @@ class Controller:
         if self._live is not None:
             self._live.cancel()
             self._live = None
+            self._close_sampler()
             self._emit_status("idle", "stopped")
 
     def use_client(self, client: VLMClient) -> None:
@@ -155,20 +163,43 @@ class Controller:
         started = time.perf_counter()
         params = self.params
         frame: Frame | None = None
+        frames: list[Frame] = []
         try:
-            frame = await self.source.capture()
+            frames = await self._frames()
+            frame = frames[-1]
             params = await self._with_model(params)
-            completion = await self.client.chat(params, [frame.jpeg], on_text=self._partials(frame.seq))
+            completion = await self.client.chat(
+                params, [f.jpeg for f in frames], on_text=self._partials(frame.seq)
+            )
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             error = str(exc) or type(exc).__name__
-            answer = _answer(params, frame, None, started, waited_s, error=error)
+            answer = _answer(params, frames, None, started, waited_s, error=error)
         else:
-            answer = _answer(params, frame, completion, started, waited_s)
+            answer = _answer(params, frames, completion, started, waited_s)
         self._record(answer)
         return answer
+
+    async def _frames(self) -> list[Frame]:
+        """The frame(s) for one request: one fresh frame, or the sampler's last N."""
+        if self.frames_per_request <= 1:
+            self._close_sampler()
+            return [await self.source.capture()]
+        sampler = self._sampler
+        if sampler is None or (sampler.count, sampler.spacing_s) != (
+            self.frames_per_request,
+            self.frame_spacing_s,
+        ):
+            self._close_sampler()
+            sampler = self._sampler = FrameSampler(self.source, self.frames_per_request, self.frame_spacing_s)
+        return await sampler.frames()
+
+    def _close_sampler(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+            self._sampler = None
 
     def _partials(self, seq: int) -> Callable[[str], None]:
         last = 0.0
@@ -211,6 +242,7 @@ class Controller:
             self._emit_status("busy", "asking…")
         answer = await self.ask()
         if not self.live:
+            self._close_sampler()  # it keeps pulling frames only while answers are wanted
             self._emit_status("error" if answer.error else "idle", answer.error or "")
         return answer
 
@@ -257,7 +289,7 @@ class Controller:
 
 def _answer(
     params: ChatParams,
-    frame: Frame | None,
+    frames: list[Frame],
     completion: Completion | None,
     started: float,
     waited_s: float,
@@ -265,6 +297,7 @@ def _answer(
     error: str | None = None,
 ) -> Answer:
     total = time.perf_counter() - started
+    frame = frames[-1] if frames else None
     timing = None
     if frame is not None:
         capture = frame.encode_ms / 1000
@@ -292,6 +325,7 @@ def _answer(
         frame_height=frame.height if frame else 0,
         jpeg=frame.jpeg if frame else b"",
         error=error,
+        frames_sent=len(frames),
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
         timing=timing,
     )

@@ -58,8 +58,10 @@ class Answer:
     finish_reason: str | None = None
     frame_width: int = 0
     frame_height: int = 0
-    #: The JPEG the model saw (kept so a session can be inspected and replayed).
+    #: The JPEG the model saw (the newest one, for multi-frame requests).
     jpeg: bytes = field(default=b"", repr=False)
+    #: How many frames the request carried.
+    frames_sent: int = 1
     #: Readable reason when the request failed; ``text`` is then empty.
     error: str | None = None
     #: Epoch seconds (browser clock) when the frame was grabbed; 0 when there was no frame.

@@ -95,7 +95,12 @@ def test_live_loop_runs_one_request_at_a_time(llama_server: LlamaServer) -> None
     async def go() -> int:
         controller = _controller(llama_server, camera, interval_s=0)
         controller.start()
-        await asyncio.sleep(1.0)
+
+        async def three_answers() -> None:
+            while len(controller.history) < 3:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(three_answers(), 60)
         controller.stop()
         await controller.aclose()
         return len(controller.history)
@@ -151,3 +156,24 @@ def test_slow_answer_does_not_queue_frames_and_a_change_cancels_it() -> None:
     assert frames == 1  # one frame in flight, none queued behind it
     assert hung_up  # the old request's connection was closed by the change
     assert requests >= 2 and answers >= 1
+
+
+def test_multi_frame_requests_carry_the_last_n_frames(llama_server: LlamaServer) -> None:
+    camera = StillCamera()
+
+    async def go() -> tuple[Answer, Answer]:
+        controller = _controller(llama_server, camera)
+        try:
+            single = await controller.ask()
+            controller.frames_per_request, controller.frame_spacing_s = 3, 0.05
+            triple = await controller.ask()
+            return single, triple
+        finally:
+            await controller.aclose()
+
+    single, triple = run_async(go())
+    assert single.ok and triple.ok, (single.error, triple.error)
+    assert single.usage is not None and triple.usage is not None
+    # Each image costs the generated model 16 prompt tokens: two more images, 32 more tokens.
+    assert triple.usage.prompt_tokens - single.usage.prompt_tokens == 2 * 16
+    assert triple.frames_sent == 3 and single.frames_sent == 1
