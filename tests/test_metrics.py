@@ -5,6 +5,7 @@ from __future__ import annotations
 from rtvlm_widget import Answer, Usage
 from rtvlm_widget._logview import log_row
 from rtvlm_widget._metrics import RollingStats
+from rtvlm_widget._plot import percentile
 
 
 class Clock:
@@ -48,3 +49,11 @@ def test_log_row_of_an_answer_and_of_a_failure() -> None:
     failed = log_row(_answer(text="", usage=None, error="cannot reach http://x/v1/models"))
     assert failed["status"] == "error: cannot reach http://x/v1/models"
     assert failed["latency_ms"] is None and failed["tokens"] == ""
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(100, 0, -1)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile([7.0], 95) == 7.0
+    assert percentile([1.0, 2.0], 50) == 1.0

@@ -1,0 +1,52 @@
+"""A small latency plot for the panel: recent answers' total time and time to first token."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ._records import Answer
+from ._widget import static_file
+
+__all__ = ["LatencyPlot", "percentile"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+class LatencyPlot(anywidget.AnyWidget):
+    """Bars for the last ``keep`` answers (a few dozen numbers in a trait, no frames)."""
+
+    _esm = static_file("plot.js")
+
+    #: ``[[total_ms, first_token_ms or None], …]``, oldest first.
+    samples = traitlets.List(traitlets.List()).tag(sync=True)
+    p50_ms = traitlets.Float(0.0).tag(sync=True)
+    p95_ms = traitlets.Float(0.0).tag(sync=True)
+
+    def __init__(self, keep: int = 60, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._recent: deque[list[float | None]] = deque(maxlen=keep)
+
+    def add(self, answer: Answer) -> None:
+        """Plot a successful answer's end-to-end time (and its time to first token)."""
+        if not answer.ok or answer.timing is None:
+            return
+        timing = answer.timing
+        first = timing.first_token_s
+        self._recent.append(
+            [round(timing.total_s * 1000, 1), None if first is None else round(first * 1000, 1)]
+        )
+        totals = [float(s[0]) for s in self._recent if s[0] is not None]
+        with self.hold_sync():
+            self.p50_ms = percentile(totals, 50)
+            self.p95_ms = percentile(totals, 95)
+            self.samples = list(self._recent)
