@@ -297,9 +297,14 @@ class VLMClient:
         usage: Usage | None = None
         first: float | None = None
         async with self._transport_errors(url, during="the answer stream"):
+            done = False
             async for event, data in iter_sse(response.aiter_lines()):
-                if data.strip() == "[DONE]":
-                    break
+                # Read on to the end of the body after [DONE]: breaking off would make httpx drop
+                # the connection, and the next frame would pay a new connect (a TLS handshake on
+                # https servers).
+                if done or data.strip() == "[DONE]":
+                    done = True
+                    continue
                 chunk = _stream_chunk(event, data, url, response.status_code)
                 if isinstance(chunk.get("model"), str):
                     model = chunk["model"]

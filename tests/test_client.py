@@ -28,6 +28,7 @@ from rtvlm_widget._client import parse_models
 from tests.aio import run_async
 from tests.servers.llama import LlamaServer, free_port
 from tests.servers.tiny_vlm import IMAGE_TOKENS
+from tests.servers.trickle import TrickleServer
 
 T = TypeVar("T")
 
@@ -267,3 +268,14 @@ def test_server_refusing_stream_options_is_asked_again_without() -> None:
     assert run(twice, client) == ["ok", "ok"]
     # Refused once, then left out for good.
     assert ["stream_options" in b for b in bodies] == [True, False, False]
+
+
+def test_streamed_requests_reuse_one_connection() -> None:
+    with TrickleServer(["a", " b"], gap_s=0.0) as server:
+
+        async def three(client: VLMClient) -> list[str]:
+            return [(await client.chat(ChatParams(prompt="hi"))).text for _ in range(3)]
+
+        assert run(three, VLMClient(server.base_url)) == ["a b"] * 3
+        assert server.streams_started == 3
+        assert server.connections == 1

@@ -22,6 +22,8 @@ class TrickleServer:
         self.tokens = tokens
         self.gap_s = gap_s
         self.streams_started = 0
+        #: TCP connections accepted (a client that reuses its connection opens one).
+        self.connections = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -52,6 +54,10 @@ class TrickleServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                owner.connections += 1
 
             def do_GET(self) -> None:
                 body = json.dumps({"data": [{"id": "trickle"}]}).encode()
