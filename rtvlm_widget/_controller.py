@@ -202,7 +202,9 @@ class Controller:
             self._sampler = None
 
     def _partials(self, seq: int) -> Callable[[str], None]:
-        last = 0.0
+        # Counting from now, an answer that completes within PARTIAL_EVERY_S sends no partials at
+        # all: each would cost comm messages and kernel time just before the whole answer.
+        last = time.perf_counter()
 
         def on_text(text: str) -> None:
             nonlocal last
