@@ -237,7 +237,15 @@ function render({ model, el }) {
   /** @param {CaptureRequest} msg */
   async function answerCapture(msg) {
     try {
-      await ready;
+      // A restart (device or resolution change) may begin while we wait: wait for the newest.
+      for (let current = ready; ; current = ready) {
+        await current;
+        if (current === ready) break;
+      }
+      // An ended track leaves its last picture in the <video>: never send that as a fresh frame.
+      if (stream?.getVideoTracks()[0]?.readyState !== "live") {
+        throw new Error("the camera is not delivering video");
+      }
       const frame = await grabJpeg(video, canvas, msg.max_edge ?? 0, model.get("jpeg_quality"));
       model.send(
         {

@@ -267,14 +267,13 @@ class VLMClient:
         """POST ``body`` and yield the response with its body unread; errors become VLMErrors."""
         url = self.url(path)
         for attempt in range(2):
-            async with (
-                self._transport_errors(url),
-                self._http.stream("POST", path, json=body) as response,
-            ):
+            response = await self._send(path, body, url)
+            try:
                 if response.is_success:
                     yield response
                     return
-                await response.aread()
+                async with self._transport_errors(url, during="the error answer"):
+                    await response.aread()
                 detail = _server_message(response)
                 # Some servers refuse the stream_options field; ask once more without it.
                 if attempt == 0 and "stream_options" in body and "stream_options" in detail:
@@ -282,6 +281,22 @@ class VLMClient:
                     body = {k: v for k, v in body.items() if k != "stream_options"}
                     continue
                 raise self._status_error(response, url, has_images)
+            finally:
+                await response.aclose()
+
+    async def _send(self, path: str, body: dict[str, Any], url: str) -> httpx.Response:
+        """Send and return the response with its body unread (the caller closes it)."""
+        request = self._http.build_request("POST", path, json=body)
+        async with self._transport_errors(url):
+            try:
+                return await self._http.send(request, stream=True)
+            except httpx.RemoteProtocolError as exc:
+                # A kept-alive connection the server had already closed (llama-server does this
+                # now and then after a streamed answer): nothing was processed, so one more try on
+                # a fresh connection is safe.
+                if "without sending a response" not in str(exc):
+                    raise
+            return await self._http.send(request, stream=True)
 
     async def _read_stream(
         self,

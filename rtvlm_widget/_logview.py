@@ -43,6 +43,12 @@ class LogView(anywidget.AnyWidget):
         self._on_clear: list[Callable[[], None]] = []
         self.on_msg(self._on_view_message)
 
+    @traitlets.observe("max_rows")
+    def _resize(self, change: dict[str, Any]) -> None:
+        # The kernel's copy (replayed to a reloaded page) keeps the same bound as the table.
+        # (Also called from __init__ for a max_rows= argument, before _rows exists.)
+        self._rows = deque(getattr(self, "_rows", ()), maxlen=int(change["new"]))
+
     def add(self, answer: Answer) -> None:
         row = log_row(answer)
         self._rows.append(row)

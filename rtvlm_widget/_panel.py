@@ -7,11 +7,13 @@ Model output is shown in a read-only ``Textarea`` and the log's text cells: text
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import ipywidgets as widgets
+import traitlets
 
 from ._apicheck import check_api
 from ._client import VLMClient
@@ -19,6 +21,7 @@ from ._controller import Controller
 from ._errors import VLMError
 from ._logview import LogView
 from ._metrics import RollingStats
+from ._plot import LatencyPlot
 from ._records import Answer
 from ._tasks import spawn
 from ._widget import RESOLUTIONS, CameraView
@@ -50,6 +53,16 @@ class Badge:
         self.tone = tone
 
 
+class _KeyBox(widgets.Password):  # type: ignore[misc]  # ipywidgets has no type hints
+    """A password box whose typed value is not echoed back to the page.
+
+    ipywidgets 8 answers every update from the page with an ``echo_update`` carrying the same
+    value: for the key box that would send the key back over the kernel's websocket.
+    """
+
+    value = traitlets.Unicode(help="String value").tag(sync=True, echo_update=False)
+
+
 def _classed(widget: widgets.Widget, name: str) -> Any:
     widget.add_class(name)
     return widget
@@ -71,7 +84,13 @@ class Panel:
         self._make_client = make_client
         # The key lives here and in the client's headers only; the password box is emptied at once.
         self._api_key = api_key
+        # Why the Base URL field cannot be used (None: it can); nothing is sent meanwhile.
+        self._url_problem: str | None = None
         self._stats = RollingStats()
+        # JupyterLab >= 4.4 may hand widget messages to a kernel subshell: another thread with its
+        # own event loop. The client's connections and the controller's tasks belong to the loop
+        # the panel was made on (the cell's), so the control callbacks run there (`_on_loop`).
+        self._loop = _running_loop()
         params = controller.params
         small = widgets.Layout(width="auto")
         # Room for the labels ("Temperature", "JPEG quality") instead of truncating them.
@@ -86,6 +105,7 @@ class Panel:
         self.api_badge = Badge("api", "API: not checked")
         self.run_badge = Badge("run", "idle")
         self.readout = _classed(widgets.Label(value=self._stats.readout().describe()), "rtvlm-readout")
+        self.plot = LatencyPlot()
         self.status = _classed(widgets.Label(value="ready"), "rtvlm-status")
 
         # -- answer -------------------------------------------------------------------------
@@ -112,7 +132,9 @@ class Panel:
         )
         self.interval = _classed(
             widgets.IntSlider(
-                value=round(controller.interval_s * 1000), min=100, max=5000, step=50,
+                # Python may ask for less than 100 ms (benchmarks): the slider then shows it.
+                value=round(controller.interval_s * 1000),
+                min=min(100, round(controller.interval_s * 1000)), max=5000, step=50,
                 description="Interval ms", style=wide, continuous_update=False,
             ),
             "rtvlm-interval",
@@ -177,7 +199,7 @@ class Panel:
             widgets.Button(description="Refresh", icon="refresh", layout=small), "rtvlm-refresh"
         )
         self.key = _classed(
-            widgets.Password(
+            _KeyBox(
                 value="",
                 placeholder="key set (hidden)" if api_key else "API key (or $OPENAI_API_KEY)",
                 description="API key",
@@ -203,7 +225,7 @@ class Panel:
 
         run_bar = row(
             self.run, self.send_once, self.run_badge.widget, self.camera_badge.widget,
-            self.api_badge.widget, self.readout,
+            self.api_badge.widget, self.readout, self.plot,
         )  # fmt: skip
         generation = section("Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature))
         camera = section(
@@ -228,15 +250,27 @@ class Panel:
         spawn(self.refresh_models())
 
     # -- wiring ---------------------------------------------------------------------------------
+    def _on_loop(self, fn: Callable[..., object]) -> Callable[..., None]:
+        """``fn``, called on the panel's event loop even when a message arrives on another one."""
+
+        def call(*args: Any) -> None:
+            loop = self._loop
+            if loop is None or loop.is_closed() or _running_loop() is loop:
+                fn(*args)
+            else:
+                loop.call_soon_threadsafe(fn, *args)
+
+        return call
+
     def _wire(self) -> None:
-        c, v = self._controller, self._view
-        self.run.observe(self._on_run_toggled, names="value")
-        self.send_once.on_click(lambda _b: c.send_once())
-        v.on_toggle_live(lambda: setattr(self.run, "value", not self.run.value))
-        self.prompt.observe(lambda ch: self._set_params(prompt=str(ch["new"])), names="value")
-        self.max_tokens.observe(lambda ch: self._set_params(max_tokens=int(ch["new"])), names="value")
-        self.temperature.observe(lambda ch: self._set_params(temperature=float(ch["new"])), names="value")
-        self.interval.observe(lambda ch: setattr(c, "interval_s", ch["new"] / 1000), names="value")
+        c, v, on = self._controller, self._view, self._on_loop
+        self.run.observe(on(self._on_run_toggled), names="value")
+        self.send_once.on_click(on(lambda _b: None if self._blocked() else c.send_once()))
+        v.on_toggle_live(on(lambda: setattr(self.run, "value", not self.run.value)))
+        self.prompt.observe(on(lambda ch: self._set_params(prompt=str(ch["new"]))), names="value")
+        self.max_tokens.observe(on(lambda ch: self._set_params(max_tokens=int(ch["new"]))), names="value")
+        self.temperature.observe(on(lambda ch: self._set_params(temperature=float(ch["new"]))), names="value")
+        self.interval.observe(on(lambda ch: setattr(c, "interval_s", ch["new"] / 1000)), names="value")
 
         widgets.link((self.resolution, "value"), (v, "resolution"))
         widgets.link((self.quality, "value"), (v, "jpeg_quality"))
@@ -246,22 +280,32 @@ class Panel:
         v.observe(self._on_devices, names="devices")
         v.observe(lambda _ch: self._show_camera(), names=["camera_state", "camera_message", "video_width"])
 
-        self.model.observe(lambda _ch: self._show_custom(), names="value")
-        self.custom_model.observe(lambda _ch: self._show_custom(), names="value")
-        self.refresh.on_click(lambda _b: spawn(self.refresh_models()))
-        self.base_url.observe(self._on_base_url, names="value")
-        self.key.observe(self._on_key, names="value")
-        self.test_api.on_click(lambda _b: spawn(self.run_api_check()))
+        self.model.observe(on(lambda _ch: self._show_custom()), names="value")
+        self.custom_model.observe(on(lambda _ch: self._show_custom()), names="value")
+        self.refresh.on_click(on(lambda _b: None if self._blocked() else spawn(self.refresh_models())))
+        self.base_url.observe(on(self._on_base_url), names="value")
+        self.key.observe(on(self._on_key), names="value")
+        self.test_api.on_click(on(lambda _b: None if self._blocked() else spawn(self.run_api_check())))
 
         c.on_answer(self._show_answer)
         c.on_partial(lambda _seq, text: setattr(self.answer, "value", text))
         c.on_status(self._show_status)
-        self.log.on_clear(lambda: setattr(self.answer, "value", ""))
+        self.log.on_clear(on(lambda: setattr(self.answer, "value", "")))
 
     def _set_params(self, **changes: Any) -> None:
         self._controller.params = replace(self._controller.params, **changes)
 
+    def _blocked(self) -> bool:
+        """True, and says so in the status line, while the Base URL field holds an unusable URL."""
+        if self._url_problem is None:
+            return False
+        self.status.value = f"not sent: {self._url_problem}"
+        return True
+
     def _on_run_toggled(self, change: dict[str, Any]) -> None:
+        if change["new"] and self._blocked():
+            self.run.value = False
+            return
         if change["new"]:
             self._controller.start()
         else:
@@ -297,20 +341,25 @@ class Panel:
         self._set_params(model=model)
 
     async def refresh_models(self) -> None:
-        """Fill the model dropdown from ``GET /v1/models``; keeps a custom id the server does not list."""
-        wanted = self._controller.params.model
+        """Fill the model dropdown from ``GET /v1/models``; keeps a custom id the server does not list.
+
+        A model picked from the dropdown that the (new) server no longer lists gives way to the
+        server's first model instead of turning into a custom id the server does not know.
+        """
         try:
             models = await self._controller.client.list_models()
         except VLMError as exc:
             self.api_badge.set("API: unreachable", "error")
             self.status.value = f"error: {exc}"
             return
+        # Read before the options change: assigning options selects the first entry.
+        wanted, custom = self._controller.params.model, self.model.value == CUSTOM
         self.model.options = [*models, CUSTOM]
-        if wanted and wanted not in models:
+        if wanted and wanted not in models and custom:
             self.custom_model.value = wanted
             self.model.value = CUSTOM
         else:
-            self.model.value = wanted or (models[0] if models else CUSTOM)
+            self.model.value = wanted if wanted in models else (models[0] if models else CUSTOM)
         self._show_custom()
         if self.api_badge.tone != "ok":
             self.api_badge.set(f"API: {len(models)} model(s)", "ok")
@@ -322,9 +371,13 @@ class Panel:
         try:
             client = self._make_client(str(change["new"]), self._api_key)
         except ValueError as exc:
+            # The old client stays, but nothing may go to it while the field shows another URL.
+            self._url_problem = str(exc)
+            self.run.value = False
             self.status.value = f"error: {exc}"
             self.api_badge.set("API: bad base URL", "error")
             return
+        self._url_problem = None
         self._controller.use_client(client)
         self.api_badge.set("API: not checked", "idle")
         spawn(self.refresh_models())
@@ -354,6 +407,7 @@ class Panel:
         self.log.add(answer)
         if answer.ok:
             self._stats.add(answer.latency_s)
+            self.plot.add(answer)
             self.answer.value = answer.text
             tokens = f", {answer.usage.completion_tokens} tokens" if answer.usage else ""
             self.status.value = f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}"
@@ -372,3 +426,10 @@ class Panel:
         live = state == "live"
         if self.run.value != live and state in ("live", "idle"):
             self.run.value = live
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

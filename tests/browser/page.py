@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from playwright.sync_api import Browser, ConsoleMessage, Error, Locator, Page, Playwright
+from playwright.sync_api import Browser, BrowserType, ConsoleMessage, Error, Locator, Page, Playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from .jupyter import _notebook_path
@@ -48,32 +48,49 @@ _BASE_ARGS: tuple[str, ...] = (
 
 
 def launch_chromium(
-    playwright: Playwright,
+    playwright: Playwright | BrowserType,
     y4m: Path | None,
     *,
     extra_args: Sequence[str] = (),
     headless: bool = True,
+    auto_allow: bool = True,
+    fake_devices: int | None = None,
 ) -> Browser:
     """Launch Debian's Chromium; with ``y4m``, getUserMedia gets that file as the camera.
 
     With ``y4m=None`` the fake device is Chromium's built-in 640x480 test pattern. The
     permission prompt is auto-accepted (``--use-fake-ui-for-media-stream``); pass
     ``extra_args`` to add or test other behaviour.
+
+    ``playwright`` may also be a `BrowserType` (``browser.browser_type``): one sync
+    Playwright runs per process, so a second browser must come from the first one's.
+    ``auto_allow=False`` leaves the prompt out: a context created with
+    ``permissions=["camera"]`` gets the camera, one without gets NotAllowedError at once
+    (headless cannot ask), and ``context.clear_permissions()`` ends running camera tracks.
+    ``fake_devices=N`` (only with ``y4m=None``: a file is always exactly one camera) offers
+    N built-in cameras, labelled ``fake_device_0``…; ``fake_device_0`` shows a green
+    pattern, ``fake_device_1`` a dark grey one; 0 means "no camera" (NotFoundError).
     """
     if not CHROMIUM_PATH.exists():
         raise RuntimeError(
             f"{CHROMIUM_PATH} not found: browser tests need Debian's Chromium "
             "(apt-get install chromium); `playwright install` is not used here"
         )
+    if fake_devices is not None and (y4m is not None or fake_devices < 0):
+        raise ValueError("fake_devices needs y4m=None and a count >= 0")
     args = list(_BASE_ARGS)
-    args += ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    if auto_allow:
+        args.append("--use-fake-ui-for-media-stream")
+    fake = "--use-fake-device-for-media-stream"
+    args.append(fake if fake_devices is None else f"{fake}=device-count={fake_devices}")
     if y4m is not None:
         if not y4m.is_file():
             raise RuntimeError(f"fake camera file {y4m} does not exist")
         args.append(f"--use-file-for-fake-video-capture={y4m}")
     args += list(extra_args)
+    browser_type = playwright.chromium if isinstance(playwright, Playwright) else playwright
     try:
-        return playwright.chromium.launch(executable_path=str(CHROMIUM_PATH), headless=headless, args=args)
+        return browser_type.launch(executable_path=str(CHROMIUM_PATH), headless=headless, args=args)
     except Error as exc:
         raise RuntimeError(f"could not launch {CHROMIUM_PATH}: {exc}") from exc
 
@@ -169,6 +186,34 @@ _SHUTDOWN_JS = (
 
 _SHUTDOWN_DONE_JS = "(id) => (window.__rtvlmShutdown || {})[id] === true"
 
+# Runs code in the notebook's kernel outside any cell (nothing is shown or saved) and
+# returns [status, stdout, error text].
+_EXECUTE_JS = (
+    """async ([id, code, ms]) => {"""
+    + _PANEL_JS
+    + """
+  const kernel = panelById(id).sessionContext.session.kernel;
+  const future = kernel.requestExecute({ code, silent: false, store_history: false });
+  let out = '';
+  let error = '';
+  future.onIOPub = (msg) => {
+    const type = msg.header.msg_type;
+    if (type === 'stream') out += msg.content.text;
+    else if (type === 'error') error = msg.content.ename + ': ' + msg.content.evalue;
+  };
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error('no execute_reply after ' + ms + ' ms')), ms);
+  });
+  try {
+    const reply = await Promise.race([future.done, late]);
+    return [reply.content.status, out, error];
+  } finally {
+    clearTimeout(timer);
+  }
+}"""
+)
+
 
 class NotebookPage:
     """A Playwright page showing one notebook of a `JupyterLab` server.
@@ -180,6 +225,7 @@ class NotebookPage:
     def __init__(self, page: Page) -> None:
         self.page = page
         self.panel_id: str | None = None
+        self._opening: str | None = None  # path of the notebook the last open() navigated to
         self.lab: NotebookServer | None = None  # the server of the last open(), for reports
         self.console_messages: list[str] = []  # every console message, "type: text"
         self._errors: list[str] = []
@@ -203,12 +249,26 @@ class NotebookPage:
         """`collect_console` without the errors the stock front ends always produce."""
         return [e for e in self._errors if not any(b in e for b in BENIGN_ERRORS)]
 
-    def open(self, lab: NotebookServer, name: str, timeout: float = 60.0) -> None:
-        """Navigate to notebook ``name`` and wait until its kernel is connected and idle."""
-        path = _notebook_path(name)
+    def open(self, lab: NotebookServer, name: str, timeout: float = 60.0, *, wait: bool = True) -> None:
+        """Navigate to notebook ``name`` and wait until its kernel is connected and idle.
+
+        With ``wait=False`` returns once the page started loading; call `wait_open` later
+        (several pages, each in its own context, then load and start kernels at once).
+        """
         self.lab = lab
+        self._opening = _notebook_path(name)
+        # Without waiting, return as soon as the navigation is under way.
+        until: Literal["domcontentloaded", "commit"] = "domcontentloaded" if wait else "commit"
+        self.page.goto(lab.notebook_url(name), wait_until=until, timeout=timeout * 1000)
+        if wait:
+            self.wait_open(timeout)
+
+    def wait_open(self, timeout: float = 60.0) -> None:
+        """Wait until the notebook of the last `open` is shown with a connected, idle kernel."""
+        path = self._opening
+        if path is None:
+            raise RuntimeError("call open() first")
         ms = timeout * 1000
-        self.page.goto(lab.notebook_url(name), wait_until="domcontentloaded", timeout=ms)
         try:
             handle = self.page.wait_for_function(_READY_JS, arg=path, timeout=ms, polling=100)
         except PlaywrightTimeoutError as exc:
@@ -274,6 +334,17 @@ class NotebookPage:
     def _run_state(self, index: int) -> tuple[bool, Any, Any, Any, Any]:
         state: list[Any] = self.page.evaluate(_RUN_STATE_JS, [self._panel(), index])
         return (bool(state[0]), state[1], state[2], state[3], state[4])
+
+    def run_code(self, code: str, timeout: float = 30.0) -> str:
+        """Run ``code`` in the notebook's kernel outside any cell; returns what it printed.
+
+        For reading kernel state in a test (nothing appears in the notebook). Raises
+        RuntimeError with the exception when the code fails.
+        """
+        status, out, error = self.page.evaluate(_EXECUTE_JS, [self._panel(), code, timeout * 1000])
+        if status != "ok":
+            raise RuntimeError(f"kernel code failed ({status}): {error}\n--- code ---\n{code}")
+        return str(out)
 
     def cell_outputs(self, index: int) -> list[dict[str, Any]]:
         """The outputs of cell ``index`` as nbformat JSON, read from the front end's model."""

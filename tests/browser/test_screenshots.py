@@ -37,6 +37,10 @@ def test_panel_in_light_and_dark_theme(
         panel.locator("button.rtvlm-send-once").click()
         panel.locator(".rtvlm-log tbody tr").nth(count - 1).wait_for(timeout=20_000)
 
+    # The latency plot has a bar per answer and says p50/p95 of the recent ones.
+    label = panel.locator(".rtvlm-plot-label")
+    label.filter(has_text="n=2").wait_for(timeout=20_000)
+    assert "p50" in label.inner_text() and "p95" in label.inner_text()
     backgrounds = {}
     for name, theme in THEMES.items():
         page.evaluate("(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", theme)

@@ -77,9 +77,8 @@ def _run_slice(
     panel.locator("button.rtvlm-send-once").click()
 
     answer_box = panel.locator(".rtvlm-answer textarea")
-    page.page.wait_for_function(
-        "(el) => el.value.trim().length > 0", arg=answer_box.element_handle(), timeout=30_000
-    )
+    # The log row appears once the whole answer is recorded (the box may show a partial first).
+    panel.locator(".rtvlm-log tbody tr").first.wait_for(timeout=30_000)
     shown = answer_box.input_value()
     overlay = panel.locator(".rtvlm-overlay").text_content()
 
