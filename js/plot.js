@@ -35,7 +35,9 @@ function render({ model, el }) {
     const samples = model.get("samples") || [];
     const p50 = model.get("p50_ms");
     const p95 = model.get("p95_ms");
-    label.textContent = samples.length ? `p50 ${Math.round(p50)} ms · p95 ${Math.round(p95)} ms · n=${samples.length}` : "no answers yet";
+    label.textContent = samples.length
+      ? `end to end p50 ${Math.round(p50)} ms · p95 ${Math.round(p95)} ms · n=${samples.length}`
+      : "no answers yet";
     const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (!samples.length) return;

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import select
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.servers.threaded import ThreadedServer
 
 __all__ = ["GatedServer"]
 
 
-class GatedServer:
+class GatedServer(ThreadedServer):
     """Answers ``/v1/chat/completions`` with ``answer_text`` once ``release()`` is called.
 
     ``gated=False`` answers at once. ``requests`` and ``headers`` record every chat request;
@@ -36,14 +37,7 @@ class GatedServer:
             self._gate.set()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        super().__init__()
 
     def release(self) -> None:
         self._gate.set()
@@ -53,19 +47,8 @@ class GatedServer:
         self._gate.clear()
         self.received.clear()
 
-    def __enter__(self) -> GatedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def closing(self) -> None:
         self._gate.set()
-        self._server.shutdown()
-        self._server.server_close()
 
     def _wait_for_gate(self, handler: BaseHTTPRequestHandler) -> bool:
         """Hold until released; False if the client hung up meanwhile (nothing left to answer)."""
@@ -79,7 +62,7 @@ class GatedServer:
                 return False
         return True
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):

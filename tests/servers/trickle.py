@@ -6,16 +6,16 @@ Lets a test watch an answer grow in the page: llama-server with the tiny model i
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.servers.threaded import ThreadedServer
 
 __all__ = ["TrickleServer"]
 
 
-class TrickleServer:
+class TrickleServer(ThreadedServer):
     """Streams ``tokens`` one per ``gap_s`` for each chat request, then ``[DONE]`` and usage."""
 
     def __init__(self, tokens: list[str], gap_s: float = 0.3) -> None:
@@ -24,29 +24,9 @@ class TrickleServer:
         self.streams_started = 0
         #: TCP connections accepted (a client that reuses its connection opens one).
         self.connections = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__()
 
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> TrickleServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
