@@ -6,9 +6,6 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 
-import cv2
-import numpy as np
-
 from ._client import ChatParams, VLMClient
 from ._errors import ImagesNotSupported, VLMError
 
@@ -18,6 +15,10 @@ __all__ = ["ApiCheck", "check_api"]
 @cache
 def _probe_jpeg() -> bytes:
     """A small, valid test picture (a gradient with a square), made once."""
+    # Imported here: OpenCV is heavy, and the server extension imports this package too.
+    import cv2
+    import numpy as np
+
     image = np.zeros((64, 64, 3), np.uint8)
     image[:, :, 1] = np.linspace(0, 255, 64, dtype=np.uint8)[None, :]
     image[16:48, 16:48] = (40, 40, 220)
