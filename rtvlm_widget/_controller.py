@@ -5,9 +5,10 @@ user keeps running cells) while an answer is on its way. It knows neither ipywid
 talks to a frame source (the camera view) and a client, and tells listeners what happened.
 
 Live mode runs ``max_in_flight`` workers. Each takes a turn (turns start at least ``interval_s``
-apart), asks the browser for a *fresh* frame only then, and sends it: the newest frame wins by
-construction and nothing queues. Stop, and any change of the parameters, cancel the requests in
-flight (their connections are closed); cancelled requests leave no record.
+apart) and sends a frame taken for that turn: the next turn's frame is asked for so that it arrives
+as the turn starts (``_prefetch.py``), and one that had to wait is dropped for a fresh one. The
+newest frame wins by construction and nothing queues. Stop, and any change of the parameters,
+cancel the requests in flight (their connections are closed); cancelled requests leave no record.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from ._client import ChatParams, Completion, VLMClient
 from ._errors import VLMError
+from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._records import Answer, Timing
 from ._sampler import FrameSampler
@@ -71,6 +73,7 @@ class Controller:
         self.frames_per_request = frames_per_request
         self.frame_spacing_s = frame_spacing_s
         self._sampler: FrameSampler | None = None
+        self._prefetch = Prefetcher(source)
         self.history: deque[Answer] = deque(maxlen=history_limit)
         self._answer_listeners: list[AnswerListener] = []
         self._partial_listeners: list[PartialListener] = []
@@ -139,6 +142,7 @@ class Controller:
             self._live.cancel()
             self._live = None
             self._close_sampler()
+            self._prefetch.cancel()
             self._emit_status("idle", "stopped")
 
     def use_client(self, client: VLMClient) -> None:
@@ -164,8 +168,9 @@ class Controller:
         params = self.params
         frame: Frame | None = None
         frames: list[Frame] = []
+        prefetched = False
         try:
-            frames = await self._frames()
+            frames, prefetched = await self._frames()
             frame = frames[-1]
             params = await self._with_model(params)
             completion = await self.client.chat(
@@ -178,15 +183,23 @@ class Controller:
             error = str(exc) or type(exc).__name__
             answer = _answer(params, frames, None, started, waited_s, error=error)
         else:
-            answer = _answer(params, frames, completion, started, waited_s)
+            answer = _answer(params, frames, completion, started, waited_s, prefetched=prefetched)
         self._record(answer)
         return answer
 
-    async def _frames(self) -> list[Frame]:
-        """The frame(s) for one request: one fresh frame, or the sampler's last N."""
+    async def _frames(self) -> tuple[list[Frame], bool]:
+        """The frame(s) for one request (one fresh frame, or the sampler's last N), and whether
+        the frame was prefetched."""
         if self.frames_per_request <= 1:
             self._close_sampler()
-            return [await self.source.capture()]
+            if not self.live:
+                return [await self.source.capture()], False
+            frame = await self._prefetch.take()
+            prefetched = frame is not None
+            frame = frame or await self.source.capture()
+            # The next turn's frame is asked for now, to arrive as that turn starts.
+            self._prefetch.schedule(self._next_turn)
+            return [frame], prefetched
         sampler = self._sampler
         if sampler is None or (sampler.count, sampler.spacing_s) != (
             self.frames_per_request,
@@ -194,7 +207,7 @@ class Controller:
         ):
             self._close_sampler()
             sampler = self._sampler = FrameSampler(self.source, self.frames_per_request, self.frame_spacing_s)
-        return await sampler.frames()
+        return await sampler.frames(), False
 
     def _close_sampler(self) -> None:
         if self._sampler is not None:
@@ -297,6 +310,7 @@ def _answer(
     waited_s: float,
     *,
     error: str | None = None,
+    prefetched: bool = False,
 ) -> Answer:
     total = time.perf_counter() - started
     frame = frames[-1] if frames else None
@@ -328,6 +342,7 @@ def _answer(
         jpeg=frame.jpeg if frame else b"",
         error=error,
         frames_sent=len(frames),
+        prefetched=prefetched,
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
         timing=timing,
     )

@@ -62,6 +62,9 @@ class Answer:
     jpeg: bytes = field(default=b"", repr=False)
     #: How many frames the request carried.
     frames_sent: int = 1
+    #: Live mode: the frame was asked for ahead of its turn (its round trip overlapped the last
+    #: request) rather than after the turn began.
+    prefetched: bool = False
     #: Readable reason when the request failed; ``text`` is then empty.
     error: str | None = None
     #: Epoch seconds (browser clock) when the frame was grabbed; 0 when there was no frame.

@@ -99,6 +99,7 @@ def test_a_slow_answer_does_not_queue_frames(jupyter_lab: JupyterLab, notebook_p
             timeout=20_000,
         )
         panel.locator("button.rtvlm-run").click()  # stop
-    # One frame was taken for the one request in flight; none piled up behind it.
-    assert held["requested"] == 1 and held["received"] == 1 and held["answers"] == 0
+    # One frame for the one request in flight and at most one fetched ahead; none piled up.
+    requested, received = int(str(held["requested"])), int(str(held["received"]))
+    assert requested <= 2 and received <= 2 and held["answers"] == 0
     assert len(server.requests) >= 1
