@@ -74,6 +74,8 @@ class Controller:
         self.frame_spacing_s = frame_spacing_s
         self._sampler: FrameSampler | None = None
         self._prefetch = Prefetcher(source)
+        #: Live mode: ask for the next turn's frame ahead of time (False: only once the turn began).
+        self.prefetch = True
         self.history: deque[Answer] = deque(maxlen=history_limit)
         self._answer_listeners: list[AnswerListener] = []
         self._partial_listeners: list[PartialListener] = []
@@ -192,7 +194,7 @@ class Controller:
         the frame was prefetched."""
         if self.frames_per_request <= 1:
             self._close_sampler()
-            if not self.live:
+            if not self.live or not self.prefetch:
                 return [await self.source.capture()], False
             frame = await self._prefetch.take()
             prefetched = frame is not None
