@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.browser.jupyter import JupyterLab
 from tests.browser.page import NotebookPage
+from tests.servers.llama import LlamaServer
 from tests.servers.scripted import GatedServer
 from tests.servers.trickle import TrickleServer
 
@@ -103,3 +105,31 @@ def test_a_slow_answer_does_not_queue_frames(jupyter_lab: JupyterLab, notebook_p
     requested, received = int(str(held["requested"])), int(str(held["received"]))
     assert requested <= 2 and received <= 2 and held["answers"] == 0
     assert len(server.requests) >= 1
+
+
+def test_tokens_stream_from_llama_server(
+    jupyter_lab: JupyterLab,
+    notebook_page: NotebookPage,
+    llama_server_binary: Path,
+    tiny_model: tuple[Path, Path],
+) -> None:
+    # A long answer (2000 tokens, ~0.5 s here) so that the stream spans several partial updates.
+    long_context = ("-c", "4096", "--parallel", "1")
+    with LlamaServer(llama_server_binary, *tiny_model, extra_args=long_context) as server:
+        cell = CELL.format(url=server.base_url, model="tiny-vlm", interval=0.5).replace(
+            "interval=0.5)", "interval=0.5, max_tokens=2000)"
+        )
+        _show(jupyter_lab, notebook_page, "stream_llama.ipynb", cell)
+        panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
+        panel.evaluate(_WATCH_JS)
+        panel.locator("button.rtvlm-send-once").click()
+        panel.locator(".rtvlm-log tbody tr").first.wait_for(timeout=30_000)
+        seen = notebook_page.page.evaluate("window.__seen")
+        state = _state(notebook_page)
+    full = state["text"]
+    assert isinstance(full, str) and full
+    values = seen["box"]
+    # Growing prefixes of the final answer appeared before it, as llama-server streamed them.
+    assert values[-1] == full
+    assert len(values) >= 3, len(values)
+    assert all(full.startswith(v) for v in values)
