@@ -49,10 +49,11 @@ class LogView(anywidget.AnyWidget):
         # (Also called from __init__ for a max_rows= argument, before _rows exists.)
         self._rows = deque(getattr(self, "_rows", ()), maxlen=int(change["new"]))
 
-    def add(self, answer: Answer) -> None:
-        row = log_row(answer)
-        self._rows.append(row)
-        self.send({"kind": "rows", "rows": [row]})
+    def add(self, *answers: Answer) -> None:
+        """Append rows for ``answers``, in one message."""
+        rows = [log_row(answer) for answer in answers]
+        self._rows.extend(rows)
+        self.send({"kind": "rows", "rows": rows})
 
     def clear(self) -> None:
         """Empty the log display (the session's history is kept)."""

@@ -29,6 +29,8 @@ from ._widget import RESOLUTIONS, CameraView
 __all__ = ["Panel"]
 
 CUSTOM = "Custom…"
+#: Live mode refreshes the log, the plot and the readouts at most this often.
+READOUTS_EVERY_S = 0.25
 _BADGE_COLORS = {
     "ok": "var(--jp-success-color1, #2e7d32)",
     "busy": "var(--jp-warn-color1, #ef6c00)",
@@ -87,6 +89,9 @@ class Panel:
         # Why the Base URL field cannot be used (None: it can); nothing is sent meanwhile.
         self._url_problem: str | None = None
         self._stats = RollingStats()
+        # Answers not yet in the log/plot/readouts, and the pending flush (live mode batches them).
+        self._unshown: list[Answer] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
         # JupyterLab >= 4.4 may hand widget messages to a kernel subshell: another thread with its
         # own event loop. The client's connections and the controller's tasks belong to the loop
         # the panel was made on (the cell's), so the control callbacks run there (`_on_loop`).
@@ -404,18 +409,39 @@ class Panel:
 
     # -- answers and run state ------------------------------------------------------------------
     def _show_answer(self, answer: Answer) -> None:
-        self.log.add(answer)
         if answer.ok:
             self._stats.add(answer.latency_s)
-            self.plot.add(answer)
             self.answer.value = answer.text
-            tokens = f", {answer.usage.completion_tokens} tokens" if answer.usage else ""
-            self.status.value = f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}"
+        self._unshown.append(answer)
+        # In live mode the log, plot and readouts follow at most every READOUTS_EVERY_S: each
+        # update is a comm message, and at 20+ answers a second they cost more kernel time than
+        # the request itself.
+        loop = self._loop
+        if not self._controller.live or loop is None or loop.is_closed():
+            self._flush_readouts()
+        elif self._flush_handle is None:
+            self._flush_handle = loop.call_later(READOUTS_EVERY_S, self._flush_readouts)
+
+    def _flush_readouts(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        answers, self._unshown = self._unshown, []
+        if not answers:
+            return
+        self.log.add(*answers)
+        self.plot.add(*answers)
+        last = answers[-1]
+        if last.ok:
+            tokens = f", {last.usage.completion_tokens} tokens" if last.usage else ""
+            self.status.value = f"answer #{last.seq} in {last.latency_s * 1000:.0f} ms{tokens}"
         else:
-            self.status.value = f"error: {answer.error}"
+            self.status.value = f"error: {last.error}"
         self.readout.value = self._stats.readout().describe()
 
     def _show_status(self, state: str, message: str) -> None:
+        if state != "live":
+            self._flush_readouts()  # nothing waits for the next tick once live mode ends
         tone = {"live": "ok", "busy": "busy", "error": "error"}.get(state, "idle")
         self.run_badge.set(state, tone)
         if state == "busy":

@@ -36,15 +36,16 @@ class LatencyPlot(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self._recent: deque[list[float | None]] = deque(maxlen=keep)
 
-    def add(self, answer: Answer) -> None:
-        """Plot a successful answer's end-to-end time (and its time to first token)."""
-        if not answer.ok or answer.timing is None:
+    def add(self, *answers: Answer) -> None:
+        """Plot successful answers' end-to-end time (and time to first token), in one update."""
+        timings = [a.timing for a in answers if a.ok and a.timing is not None]
+        if not timings:
             return
-        timing = answer.timing
-        first = timing.first_token_s
-        self._recent.append(
-            [round(timing.total_s * 1000, 1), None if first is None else round(first * 1000, 1)]
-        )
+        for timing in timings:
+            first = timing.first_token_s
+            self._recent.append(
+                [round(timing.total_s * 1000, 1), None if first is None else round(first * 1000, 1)]
+            )
         totals = [float(s[0]) for s in self._recent if s[0] is not None]
         with self.hold_sync():
             self.p50_ms = percentile(totals, 50)
