@@ -6,7 +6,7 @@
 // Protocol twin: rtvlm_widget/_protocol.py.
 
 /** @typedef {{ kind: "capture", seq: number, max_edge?: number }} CaptureRequest */
-/** @typedef {{ kind: "answer", seq: number, text: string }} ShowAnswer */
+/** @typedef {{ kind: "answer", seq: number, text: string, final?: boolean }} ShowAnswer */
 /** @typedef {CaptureRequest | ShowAnswer} KernelMessage */
 
 /**
@@ -105,7 +105,7 @@ async function openCamera(deviceId, resolution) {
  * @param {HTMLCanvasElement} canvas
  * @param {number} maxEdge
  * @param {number} quality JPEG quality 0..1
- * @returns {Promise<{ bytes: ArrayBuffer, width: number, height: number, capturedAt: number, encodeMs: number }>}
+ * @returns {Promise<{ bytes: ArrayBuffer, width: number, height: number, capturedAt: number, drawMs: number, encodeMs: number }>}
  */
 async function grabJpeg(video, canvas, maxEdge, quality) {
   const vw = video.videoWidth;
@@ -120,11 +120,12 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   const t0 = performance.now();
   const capturedAt = performance.timeOrigin + t0;
   ctx.drawImage(video, 0, 0, width, height);
+  const drawn = performance.now();
   const blob = await new Promise((resolve, reject) =>
     canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("JPEG encoding failed"))), "image/jpeg", quality),
   );
   const bytes = await /** @type {Blob} */ (blob).arrayBuffer();
-  return { bytes, width, height, capturedAt, encodeMs: performance.now() - t0 };
+  return { bytes, width, height, capturedAt, drawMs: drawn - t0, encodeMs: performance.now() - drawn };
 }
 
 /** @param {EventTarget | null} target */
@@ -255,6 +256,7 @@ function render({ model, el }) {
           height: frame.height,
           mime: "image/jpeg",
           captured_at_ms: frame.capturedAt,
+          draw_ms: frame.drawMs,
           encode_ms: frame.encodeMs,
         },
         undefined,
@@ -273,6 +275,12 @@ function render({ model, el }) {
       void answerCapture(msg);
     } else if (msg.kind === "answer") {
       overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
+      if (msg.final) {
+        // Tell the kernel when the whole answer is on screen (the "display" phase of its timing).
+        requestAnimationFrame(() =>
+          model.send({ kind: "shown", seq: msg.seq, shown_at_ms: performance.timeOrigin + performance.now() }),
+        );
+      }
     }
   }
 

@@ -12,6 +12,7 @@ from ._controller import Controller
 from ._panel import Panel
 from ._protocol import Frame
 from ._records import Answer
+from ._tasks import bound_to_loop
 from ._widget import CameraView
 
 __all__ = ["RealtimeVLM"]
@@ -73,6 +74,7 @@ class RealtimeVLM:
             frames_per_request=frames_per_request,
             frame_spacing_s=frame_spacing,
         )
+        self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
             self.view,
             self._controller,

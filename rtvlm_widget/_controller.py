@@ -41,7 +41,7 @@ PARTIAL_EVERY_S = 0.05
 class FrameSource(Protocol):
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
 
-    def show_answer(self, seq: int, text: str) -> None: ...
+    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None: ...
 
 
 AnswerListener = Callable[[Answer], None]
@@ -216,6 +216,15 @@ class Controller:
             self._sampler.close()
             self._sampler = None
 
+    def record_display(self, seq: int, shown_at: float) -> None:
+        """The browser showed answer ``seq`` at ``shown_at`` (epoch s): fill in its display time."""
+        for index in range(len(self.history) - 1, max(-1, len(self.history) - 50), -1):
+            answer = self.history[index]
+            if answer.seq == seq and answer.timing is not None:
+                display = max(0.0, shown_at - answer.created_at)
+                self.history[index] = replace(answer, timing=replace(answer.timing, display_s=display))
+                return
+
     def _partials(self, seq: int) -> Callable[[str], None]:
         # Counting from now, an answer that completes within PARTIAL_EVERY_S sends no partials at
         # all: each would cost comm messages and kernel time just before the whole answer.
@@ -227,7 +236,7 @@ class Controller:
             if now - last < PARTIAL_EVERY_S:
                 return
             last = now
-            self.source.show_answer(seq, text)
+            self.source.show_answer(seq, text, final=False)
             for listener in self._partial_listeners:
                 _call_safely(listener, seq, text)
 
@@ -318,11 +327,12 @@ def _answer(
     frame = frames[-1] if frames else None
     timing = None
     if frame is not None:
-        capture = frame.encode_ms / 1000
+        draw, encode = frame.draw_ms / 1000, frame.encode_ms / 1000
         timing = Timing(
             wait_s=waited_s,
-            capture_s=capture,
-            transfer_s=max(0.0, frame.roundtrip_s - capture),
+            capture_s=draw,
+            encode_s=encode,
+            transfer_s=max(0.0, frame.roundtrip_s - draw - encode),
             first_token_s=completion.first_token_s if completion else None,
             http_s=completion.latency_s if completion else 0.0,
             total_s=total,

@@ -16,11 +16,13 @@ __all__ = [
     "ERROR",
     "FRAME",
     "MAX_FRAME_BYTES",
+    "SHOWN",
     "SHOW_ANSWER",
     "TOGGLE_LIVE",
     "CaptureFailed",
     "Frame",
     "ProtocolError",
+    "Shown",
     "ToggleLive",
     "capture_request",
     "parse_reply",
@@ -34,6 +36,7 @@ SHOW_ANSWER = "answer"
 FRAME = "frame"
 ERROR = "error"
 TOGGLE_LIVE = "toggle_live"
+SHOWN = "shown"
 
 #: Larger frames are refused: far above any camera JPEG, well below the websocket's 10 MiB cap.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -55,10 +58,20 @@ class Frame:
     height: int
     #: Browser clock (ms since the epoch) when the frame was grabbed from the video.
     captured_at_ms: float = 0.0
-    #: Browser time to draw the frame and encode the JPEG.
+    #: Browser time to draw the video frame onto the canvas.
+    draw_ms: float = 0.0
+    #: Browser time to encode the JPEG.
     encode_ms: float = 0.0
     #: Kernel time from asking the view for the frame to having it (set by the kernel).
     roundtrip_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Shown:
+    """The view has the final answer ``seq`` on screen since ``shown_at_ms`` (browser epoch ms)."""
+
+    seq: int
+    shown_at_ms: float
 
 
 @dataclass(frozen=True)
@@ -79,9 +92,10 @@ def capture_request(seq: int, *, max_edge: int = 0) -> dict[str, Any]:
     return {"kind": CAPTURE, "seq": seq, "max_edge": max_edge}
 
 
-def show_answer(seq: int, text: str) -> dict[str, Any]:
-    """Tell the view the latest answer (shown as text, never as HTML)."""
-    return {"kind": SHOW_ANSWER, "seq": seq, "text": text}
+def show_answer(seq: int, text: str, *, final: bool = True) -> dict[str, Any]:
+    """Tell the view the latest answer (shown as text, never as HTML); the view acknowledges a
+    ``final`` one with ``shown`` once it is on screen."""
+    return {"kind": SHOW_ANSWER, "seq": seq, "text": text, "final": final}
 
 
 def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:
@@ -91,7 +105,9 @@ def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:
     return value
 
 
-def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame | CaptureFailed | ToggleLive:
+def parse_reply(
+    content: object, buffers: Sequence[memoryview | bytes]
+) -> Frame | CaptureFailed | Shown | ToggleLive:
     """Validate a message from the front end; raises ``ProtocolError`` for anything malformed."""
     if not isinstance(content, dict):
         raise ProtocolError(f"message is not an object: {type(content).__name__}")
@@ -99,6 +115,11 @@ def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame
     if kind == TOGGLE_LIVE:
         return ToggleLive()
     seq = _int_field(content, "seq", 0)
+    if kind == SHOWN:
+        shown = content.get("shown_at_ms")
+        if not isinstance(shown, (int, float)) or isinstance(shown, bool):
+            raise ProtocolError(f"'shown_at_ms' must be a number, got {shown!r}")
+        return Shown(seq, float(shown))
     if kind == ERROR:
         return CaptureFailed(seq, str(content.get("message") or "capture failed"))
     if kind != FRAME:
@@ -114,6 +135,7 @@ def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame
         raise ProtocolError("frame buffer is not a JPEG")
     captured = content.get("captured_at_ms", 0.0)
     encode = content.get("encode_ms", 0.0)
+    draw = content.get("draw_ms", 0.0)
     return Frame(
         seq=seq,
         jpeg=jpeg,
@@ -121,4 +143,5 @@ def parse_reply(content: object, buffers: Sequence[memoryview | bytes]) -> Frame
         height=_int_field(content, "height", 1),
         captured_at_ms=float(captured) if isinstance(captured, (int, float)) else 0.0,
         encode_ms=float(encode) if isinstance(encode, (int, float)) else 0.0,
+        draw_ms=float(draw) if isinstance(draw, (int, float)) else 0.0,
     )

@@ -16,9 +16,11 @@ class Timing:
 
     #: Live mode: waiting for a request turn (the interval, backoff or a busy slot).
     wait_s: float
-    #: Browser: drawing the frame and encoding the JPEG.
+    #: Browser: drawing the video frame onto a canvas.
     capture_s: float
-    #: The comm round trip for the frame, less the browser's capture time.
+    #: Browser: encoding the JPEG.
+    encode_s: float
+    #: The comm round trip for the frame, less the browser's drawing and encoding.
     transfer_s: float
     #: HTTP: from sending the request to the first streamed token (None when not streamed).
     first_token_s: float | None
@@ -26,6 +28,8 @@ class Timing:
     http_s: float
     #: From asking for the frame to having the whole answer.
     total_s: float
+    #: From having the whole answer to the browser showing it (None until the view says so).
+    display_s: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
         return {
@@ -35,6 +39,8 @@ class Timing:
             "first_token_s": self.first_token_s,
             "http_s": self.http_s,
             "total_s": self.total_s,
+            "encode_s": self.encode_s,
+            "display_s": self.display_s,
         }
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["spawn"]
+__all__ = ["bound_to_loop", "spawn"]
 
 T = TypeVar("T")
 log = logging.getLogger("rtvlm_widget")
@@ -33,3 +33,29 @@ def spawn(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
     _running.add(task)
     task.add_done_callback(_done)
     return task
+
+
+def bound_to_loop(fn: Callable[..., None]) -> Callable[..., None]:
+    """``fn``, always run on the event loop running now, whichever thread later calls it.
+
+    JupyterLab >= 4.4 may deliver widget messages on a kernel subshell: another thread with its
+    own event loop. State owned by the cell's loop must only be touched there.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return fn
+
+    def call(*args: object) -> None:
+        if loop.is_closed():
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    return call

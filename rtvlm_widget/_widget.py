@@ -21,6 +21,7 @@ from ._protocol import (
     CaptureFailed,
     Frame,
     ProtocolError,
+    Shown,
     ToggleLive,
     capture_request,
     parse_reply,
@@ -80,6 +81,8 @@ class CameraView(anywidget.AnyWidget):
         #: Malformed messages from the front end that were dropped.
         self.dropped_messages = 0
         self._on_toggle: list[Callable[[], None]] = []
+        self._on_shown: list[Callable[[int, float], None]] = []
+        self._shown_seqs: set[int] = set()
         self.on_msg(self._on_reply)
 
     def on_toggle_live(self, callback: Callable[[], None]) -> None:
@@ -107,9 +110,13 @@ class CameraView(anywidget.AnyWidget):
         finally:
             self._pending.pop(seq, None)
 
-    def show_answer(self, seq: int, text: str) -> None:
-        """Show ``text`` over the video in every open view."""
-        self.send(show_answer(seq, text))
+    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
+        """Show ``text`` over the video in every open view (``final=False``: a streamed part)."""
+        self.send(show_answer(seq, text, final=final))
+
+    def on_shown(self, callback: Callable[[int, float], None]) -> None:
+        """``callback(seq, shown_at)`` when a view has final answer ``seq`` on screen (epoch s)."""
+        self._on_shown.append(callback)
 
     def _on_reply(self, _widget: object, content: object, buffers: Sequence[memoryview]) -> None:
         try:
@@ -120,6 +127,15 @@ class CameraView(anywidget.AnyWidget):
         if isinstance(reply, ToggleLive):
             for callback in self._on_toggle:
                 callback()
+            return
+        if isinstance(reply, Shown):
+            # Every open view acknowledges; the first one counts.
+            if reply.seq not in self._shown_seqs:
+                self._shown_seqs.add(reply.seq)
+                if len(self._shown_seqs) > 1000:
+                    self._shown_seqs = {s for s in self._shown_seqs if s > reply.seq - 500}
+                for shown in self._on_shown:
+                    shown(reply.seq, reply.shown_at_ms / 1000)
             return
         # A widget shown in two cells has two views; the first reply for a seq wins.
         future = self._pending.get(reply.seq)

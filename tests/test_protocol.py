@@ -9,6 +9,7 @@ from rtvlm_widget._protocol import (
     CaptureFailed,
     Frame,
     ProtocolError,
+    Shown,
     parse_reply,
 )
 
@@ -49,3 +50,9 @@ def test_error_reply() -> None:
 def test_malformed_messages_are_refused(content: object, buffers: list[bytes], reason: str) -> None:
     with pytest.raises(ProtocolError, match=reason):
         parse_reply(content, buffers)
+
+
+def test_shown_acknowledgement() -> None:
+    assert parse_reply({"kind": "shown", "seq": 5, "shown_at_ms": 1.5e12}, []) == Shown(5, 1.5e12)
+    with pytest.raises(ProtocolError, match="shown_at_ms"):
+        parse_reply({"kind": "shown", "seq": 5, "shown_at_ms": "soon"}, [])
