@@ -162,6 +162,7 @@ function render({ model, el }) {
   let stream = null;
   let disposed = false;
   let generation = 0; // bumps on every (re)start, so a slow old start cannot win
+  let lastShownNote = -Infinity;
 
   /** @param {string} state @param {string} message */
   function setState(state, message = "") {
@@ -275,8 +276,11 @@ function render({ model, el }) {
       void answerCapture(msg);
     } else if (msg.kind === "answer") {
       overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
-      if (msg.final) {
-        // Tell the kernel when the whole answer is on screen (the "display" phase of its timing).
+      // Tell the kernel when a whole answer is on screen (the "display" phase of its timing), for
+      // at most two answers a second: each note costs the kernel a message round, which at 30
+      // answers a second shows in the frame rate.
+      if (msg.final && performance.now() - lastShownNote >= 500) {
+        lastShownNote = performance.now();
         requestAnimationFrame(() =>
           model.send({ kind: "shown", seq: msg.seq, shown_at_ms: performance.timeOrigin + performance.now() }),
         );

@@ -28,7 +28,8 @@ class Timing:
     http_s: float
     #: From asking for the frame to having the whole answer.
     total_s: float
-    #: From having the whole answer to the browser showing it (None until the view says so).
+    #: From having the whole answer to the browser showing it. The page reports it for at most
+    #: two answers a second (each report costs a message); None for the others.
     display_s: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
