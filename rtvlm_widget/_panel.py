@@ -13,7 +13,6 @@ from dataclasses import replace
 from typing import Any
 
 import ipywidgets as widgets
-import traitlets
 
 from ._apicheck import check_api
 from ._client import VLMClient
@@ -23,7 +22,8 @@ from ._logview import LogView
 from ._metrics import RollingStats
 from ._plot import LatencyPlot
 from ._records import Answer
-from ._tasks import spawn
+from ._tasks import bound_to_loop, running_loop, spawn
+from ._ui import Badge, KeyBox, classed
 from ._widget import RESOLUTIONS, CameraView
 
 __all__ = ["Panel"]
@@ -31,43 +31,7 @@ __all__ = ["Panel"]
 CUSTOM = "Custom…"
 #: Live mode refreshes the log, the plot and the readouts at most this often.
 READOUTS_EVERY_S = 0.25
-_BADGE_COLORS = {
-    "ok": "var(--jp-success-color1, #2e7d32)",
-    "busy": "var(--jp-warn-color1, #ef6c00)",
-    "error": "var(--jp-error-color1, #c62828)",
-    "idle": "var(--jp-layout-color3, #9e9e9e)",
-}
 _CAMERA_TONES = {"live": "ok", "starting": "busy", "off": "idle"}
-
-
-class Badge:
-    """A small coloured label; ``tone`` picks the colour from the JupyterLab theme."""
-
-    def __init__(self, name: str, text: str) -> None:
-        self.widget = widgets.Label(value=text)
-        self.widget.add_class("rtvlm-badge-" + name)
-        self.set(text, "idle")
-
-    def set(self, text: str, tone: str) -> None:
-        self.widget.value = text
-        self.widget.style.background = _BADGE_COLORS[tone]
-        self.widget.style.text_color = "white"
-        self.tone = tone
-
-
-class _KeyBox(widgets.Password):  # type: ignore[misc]  # ipywidgets has no type hints
-    """A password box whose typed value is not echoed back to the page.
-
-    ipywidgets 8 answers every update from the page with an ``echo_update`` carrying the same
-    value: for the key box that would send the key back over the kernel's websocket.
-    """
-
-    value = traitlets.Unicode(help="String value").tag(sync=True, echo_update=False)
-
-
-def _classed(widget: widgets.Widget, name: str) -> Any:
-    widget.add_class(name)
-    return widget
 
 
 class Panel:
@@ -92,29 +56,27 @@ class Panel:
         # Answers not yet in the log/plot/readouts, and the pending flush (live mode batches them).
         self._unshown: list[Answer] = []
         self._flush_handle: asyncio.TimerHandle | None = None
-        # JupyterLab >= 4.4 may hand widget messages to a kernel subshell: another thread with its
-        # own event loop. The client's connections and the controller's tasks belong to the loop
-        # the panel was made on (the cell's), so the control callbacks run there (`_on_loop`).
-        self._loop = _running_loop()
+        # Control callbacks run on the loop the panel was made on (see bound_to_loop).
+        self._loop = running_loop()
         params = controller.params
         small = widgets.Layout(width="auto")
         # Room for the labels ("Temperature", "JPEG quality") instead of truncating them.
         wide = {"description_width": "90px"}
 
         # -- run bar and readouts ------------------------------------------------------------
-        self.run = _classed(widgets.ToggleButton(value=False, description="Start", icon="play"), "rtvlm-run")
-        self.send_once = _classed(
+        self.run = classed(widgets.ToggleButton(value=False, description="Start", icon="play"), "rtvlm-run")
+        self.send_once = classed(
             widgets.Button(description="Send once", icon="paper-plane"), "rtvlm-send-once"
         )
         self.camera_badge = Badge("camera", "camera: off")
         self.api_badge = Badge("api", "API: not checked")
         self.run_badge = Badge("run", "idle")
-        self.readout = _classed(widgets.Label(value=self._stats.readout().describe()), "rtvlm-readout")
+        self.readout = classed(widgets.Label(value=self._stats.readout().describe()), "rtvlm-readout")
         self.plot = LatencyPlot()
-        self.status = _classed(widgets.Label(value="ready"), "rtvlm-status")
+        self.status = classed(widgets.Label(value="ready"), "rtvlm-status")
 
         # -- answer -------------------------------------------------------------------------
-        self.answer = _classed(
+        self.answer = classed(
             widgets.Textarea(
                 value="",
                 placeholder="The latest answer appears here.",
@@ -125,7 +87,7 @@ class Panel:
         )
 
         # -- generation ---------------------------------------------------------------------
-        self.prompt = _classed(
+        self.prompt = classed(
             widgets.Textarea(
                 value=params.prompt,
                 description="Instruction",
@@ -135,7 +97,7 @@ class Panel:
             ),
             "rtvlm-prompt",
         )
-        self.interval = _classed(
+        self.interval = classed(
             widgets.IntSlider(
                 # Python may ask for less than 100 ms (benchmarks): the slider then shows it.
                 value=round(controller.interval_s * 1000),
@@ -144,14 +106,14 @@ class Panel:
             ),
             "rtvlm-interval",
         )  # fmt: skip
-        self.max_tokens = _classed(
+        self.max_tokens = classed(
             widgets.IntSlider(
                 value=params.max_tokens, min=1, max=1024, description="Max tokens", style=wide,
                 continuous_update=False,
             ),
             "rtvlm-max-tokens",
         )  # fmt: skip
-        self.temperature = _classed(
+        self.temperature = classed(
             widgets.FloatSlider(
                 value=params.temperature, min=0.0, max=2.0, step=0.05, description="Temperature", style=wide,
                 continuous_update=False,
@@ -160,51 +122,51 @@ class Panel:
         )  # fmt: skip
 
         # -- camera -------------------------------------------------------------------------
-        self.device = _classed(
+        self.device = classed(
             widgets.Dropdown(options=[("Default camera", "")], value="", description="Camera", style=wide),
             "rtvlm-device",
         )
-        self.resolution = _classed(
+        self.resolution = classed(
             widgets.Dropdown(
                 options=list(RESOLUTIONS), value=view.resolution, description="Resolution", style=wide
             ),
             "rtvlm-resolution",
         )
-        self.quality = _classed(
+        self.quality = classed(
             widgets.FloatSlider(
                 value=view.jpeg_quality, min=0.5, max=0.95, step=0.05, description="JPEG quality", style=wide,
                 continuous_update=False,
             ),
             "rtvlm-quality",
         )  # fmt: skip
-        self.mirror = _classed(
+        self.mirror = classed(
             widgets.Checkbox(value=view.mirror, description="Mirror preview", indent=False, layout=small),
             "rtvlm-mirror",
         )
-        self.overlay = _classed(
+        self.overlay = classed(
             widgets.Checkbox(value=view.overlay, description="Answer over video", indent=False, layout=small),
             "rtvlm-overlay-toggle",
         )
 
         # -- API ----------------------------------------------------------------------------
-        self.base_url = _classed(
+        self.base_url = classed(
             widgets.Text(
                 value=controller.client.base_url, description="Base URL", style=wide, continuous_update=False
             ),
             "rtvlm-base-url",
         )
-        self.model = _classed(
+        self.model = classed(
             widgets.Dropdown(options=[CUSTOM], value=CUSTOM, description="Model", style=wide), "rtvlm-model"
         )
-        self.custom_model = _classed(
+        self.custom_model = classed(
             widgets.Text(value=params.model or "", placeholder="model id", continuous_update=False),
             "rtvlm-custom-model",
         )
-        self.refresh = _classed(
+        self.refresh = classed(
             widgets.Button(description="Refresh", icon="refresh", layout=small), "rtvlm-refresh"
         )
-        self.key = _classed(
-            _KeyBox(
+        self.key = classed(
+            KeyBox(
                 value="",
                 placeholder="key set (hidden)" if api_key else "API key (or $OPENAI_API_KEY)",
                 description="API key",
@@ -213,7 +175,7 @@ class Panel:
             ),
             "rtvlm-api-key",
         )
-        self.test_api = _classed(
+        self.test_api = classed(
             widgets.Button(description="Test API", icon="check", layout=small), "rtvlm-test-api"
         )
 
@@ -241,7 +203,7 @@ class Panel:
             row(self.base_url, self.key),
             row(self.model, self.custom_model, self.refresh, self.test_api),
         )
-        self.root = _classed(
+        self.root = classed(
             widgets.VBox(
                 [view, run_bar, self.status, self.answer, generation, camera, api, self.log],
                 layout=widgets.Layout(max_width="760px"),
@@ -257,15 +219,7 @@ class Panel:
     # -- wiring ---------------------------------------------------------------------------------
     def _on_loop(self, fn: Callable[..., object]) -> Callable[..., None]:
         """``fn``, called on the panel's event loop even when a message arrives on another one."""
-
-        def call(*args: Any) -> None:
-            loop = self._loop
-            if loop is None or loop.is_closed() or _running_loop() is loop:
-                fn(*args)
-            else:
-                loop.call_soon_threadsafe(fn, *args)
-
-        return call
+        return bound_to_loop(fn, self._loop)
 
     def _wire(self) -> None:
         c, v, on = self._controller, self._view, self._on_loop
@@ -452,10 +406,3 @@ class Panel:
         live = state == "live"
         if self.run.value != live and state in ("live", "idle"):
             self.run.value = live
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["bound_to_loop", "spawn"]
+__all__ = ["bound_to_loop", "running_loop", "spawn"]
 
 T = TypeVar("T")
 log = logging.getLogger("rtvlm_widget")
@@ -35,27 +35,29 @@ def spawn(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
     return task
 
 
-def bound_to_loop(fn: Callable[..., None]) -> Callable[..., None]:
-    """``fn``, always run on the event loop running now, whichever thread later calls it.
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def bound_to_loop(
+    fn: Callable[..., object], loop: asyncio.AbstractEventLoop | None = None
+) -> Callable[..., None]:
+    """``fn``, always run on ``loop`` (default: the one running now), whichever thread calls it.
 
     JupyterLab >= 4.4 may deliver widget messages on a kernel subshell: another thread with its
-    own event loop. State owned by the cell's loop must only be touched there.
+    own event loop. The client's connections and the controller's tasks belong to the loop the
+    widget was made on (the cell's), so callbacks that touch them must run there.
     """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return fn
+    target = loop or running_loop()
 
     def call(*args: object) -> None:
-        if loop.is_closed():
-            return
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+        if target is None or target.is_closed() or running_loop() is target:
             fn(*args)
         else:
-            loop.call_soon_threadsafe(fn, *args)
+            target.call_soon_threadsafe(fn, *args)
 
     return call
