@@ -373,6 +373,15 @@ class NotebookPage:
         """The output area of cell ``index`` (where widgets render)."""
         return self.cell(index).locator(".jp-Cell-outputArea")
 
+    def show_panel(self, lab: NotebookServer, name: str, timeout: float = 30.0) -> Locator:
+        """Open notebook ``name``, run its first cell (which displays a RealtimeVLM) and return the
+        panel once its camera is live."""
+        self.open(lab, name)
+        assert self.run_cell(0), self.cell_text(0)
+        panel = self.cell_output(0).locator(".rtvlm-panel")
+        panel.locator(".rtvlm-badge[data-state='live']").wait_for(timeout=timeout * 1000)
+        return panel
+
     def screenshot(self, path: Path) -> None:
         self.page.screenshot(path=str(path), full_page=True)
 

@@ -27,9 +27,7 @@ _WATCH_JS = """(panel) => {
 
 def _show(lab: JupyterLab, page: NotebookPage, name: str, source: str) -> None:
     lab.put_notebook(name, [source, "print('STATE ' + json.dumps(state()))"])
-    page.open(lab, name)
-    assert page.run_cell(0), page.cell_text(0)
-    page.cell_output(0).locator(".rtvlm-badge[data-state='live']").wait_for(timeout=30_000)
+    page.show_panel(lab, name)
 
 
 def _state(page: NotebookPage) -> dict[str, object]:

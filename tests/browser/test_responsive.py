@@ -20,10 +20,7 @@ def test_cells_run_while_a_request_is_in_flight(jupyter_lab: JupyterLab, noteboo
                 "print('in flight:', app.last_answer is None, len(app.history))",
             ],
         )
-        notebook_page.open(jupyter_lab, "gated.ipynb")
-        assert notebook_page.run_cell(0), notebook_page.cell_text(0)
-        panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
-        panel.locator(".rtvlm-badge[data-state='live']").wait_for(timeout=30_000)
+        panel = notebook_page.show_panel(jupyter_lab, "gated.ipynb")
         panel.locator("button.rtvlm-send-once").click()
         assert server.received.wait(30), "the widget never called the server"
 

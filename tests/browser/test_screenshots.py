@@ -28,10 +28,7 @@ def test_panel_in_light_and_dark_theme(
             "app"
         ],
     )
-    notebook_page.open(jupyter_lab, "themes.ipynb")
-    assert notebook_page.run_cell(0), notebook_page.cell_text(0)
-    panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
-    panel.locator(".rtvlm-badge[data-state='live']").wait_for(timeout=30_000)
+    panel = notebook_page.show_panel(jupyter_lab, "themes.ipynb")
     panel.locator(".rtvlm-model select").filter(has_text="tiny-vlm").wait_for(timeout=20_000)
     for count in (1, 2):
         panel.locator("button.rtvlm-send-once").click()

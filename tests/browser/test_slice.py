@@ -68,12 +68,7 @@ def _run_slice(
 ) -> dict[str, Any]:
     jpeg_path = tmp_path / "seen.jpg"
     server_app.put_notebook(name, _cells(llama_server.base_url, jpeg_path))
-    page.open(server_app, name)
-    assert page.run_cell(0), page.cell_text(0)
-
-    panel = page.cell_output(0).locator(".rtvlm-panel")
-    live = panel.locator(".rtvlm-badge[data-state='live']")
-    live.wait_for(timeout=30_000)
+    panel = page.show_panel(server_app, name)
     panel.locator("button.rtvlm-send-once").click()
 
     answer_box = panel.locator(".rtvlm-answer textarea")
@@ -151,10 +146,7 @@ def test_a_server_without_mmproj_is_explained_in_the_panel(
             "print('ERROR', app.last_answer.error)",
         ],
     )
-    notebook_page.open(jupyter_lab, "no_mmproj.ipynb")
-    assert notebook_page.run_cell(0), notebook_page.cell_text(0)
-    panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
-    panel.locator(".rtvlm-badge[data-state='live']").wait_for(timeout=30_000)
+    panel = notebook_page.show_panel(jupyter_lab, "no_mmproj.ipynb")
     panel.locator("button.rtvlm-send-once").click()
     status = panel.locator(".rtvlm-status")
     status.filter(has_text="cannot take images").wait_for(timeout=30_000)
