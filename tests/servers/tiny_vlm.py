@@ -15,15 +15,24 @@ Two GGUF files come out:
 The output head can only reach the word pieces, so generation never ends early: every answer has
 ``finish_reason == "length"`` and ``usage.completion_tokens == max_tokens``.
 
-Run ``python -m tests.servers.tiny_vlm OUT_DIR`` to write (or find) the files and print their paths.
+:func:`generate_idefics3` writes a SmolVLM-style (``idefics3``) model whose image cost depends on
+the image's size: the same text model with the tile marker tokens added to its vocab, and two
+projector files, one that tiles the image as sent and one that first resizes every image to a fixed
+longest edge (see :func:`idefics3_image_tokens`).
+
+Run ``python -m tests.servers.tiny_vlm OUT_DIR [SEED]`` to write (or find) the files and print
+their paths (``--idefics3`` before OUT_DIR for the SmolVLM-style ones).
 Key and tensor names follow llama.cpp's ``tools/mtmd/clip-impl.h`` and ``src/models/llama.cpp``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import gguf
 import numpy as np
@@ -133,8 +142,8 @@ def _balanced_mlp(
     return np.concatenate([w_in, -w_in]), np.concatenate([w_out, -w_out], axis=1)
 
 
-def _vocab() -> tuple[list[str], list[float], list[int]]:
-    """Tokens, SentencePiece scores and token types, in id order."""
+def _vocab(extra: Sequence[tuple[str, int]] = ()) -> tuple[list[str], list[float], list[int]]:
+    """Tokens, SentencePiece scores and token types, in id order; ``extra`` (text, type) go last."""
     tokens = list(SPECIAL_TOKENS)
     types = [int(gguf.TokenType.UNKNOWN)] + [int(gguf.TokenType.CONTROL)] * (len(tokens) - 1)
     scores = [0.0] * len(tokens)
@@ -146,6 +155,10 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
         tokens.append("\u2581" + word)
         types.append(int(gguf.TokenType.NORMAL))
         scores.append(-float(rank + 1))
+    for text, token_type in extra:
+        tokens.append(text)
+        types.append(token_type)
+        scores.append(0.0)
     return tokens, scores, types
 
 
@@ -162,8 +175,13 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
 
-def _write_text_model(path: Path, rng: np.random.Generator) -> None:
-    tokens, scores, types = _vocab()
+def _write_text_model(
+    path: Path,
+    rng: np.random.Generator,
+    extra_tokens: Sequence[tuple[str, int]] = (),
+    name: str = f"tiny-vlm text v{GENERATOR_VERSION}",
+) -> None:
+    tokens, scores, types = _vocab(extra_tokens)
     n_vocab = len(tokens)
     is_word = np.array([t == int(gguf.TokenType.NORMAL) for t in types])
     head_dim = N_EMBD // N_HEAD
@@ -171,7 +189,7 @@ def _write_text_model(path: Path, rng: np.random.Generator) -> None:
 
     tmp = _tmp_path(path)
     w = gguf.GGUFWriter(tmp, arch="llama")
-    w.add_name(f"tiny-vlm text v{GENERATOR_VERSION}")
+    w.add_name(name)
     w.add_file_type(int(gguf.LlamaFileType.ALL_F32))
     w.add_context_length(N_CTX_TRAIN)
     w.add_embedding_length(N_EMBD)
@@ -329,12 +347,203 @@ def generate(out_dir: Path, seed: int = 0) -> tuple[Path, Path]:
     return text_path, mmproj_path
 
 
+# -- SmolVLM-style (idefics3) projector: what an image costs depends on its size -----------------
+#
+# llama.cpp cuts an image for an idefics3 projector into TILE_SIZE tiles plus one overview tile,
+# each costing TILE_TOKENS, framed by a few marker tokens (tools/mtmd/mtmd-image.cpp and mtmd.cpp).
+# How many tiles depends on whether the mmproj file has "clip.vision.preproc_image_size":
+#
+# * without it (older files), the grid follows the size of the image sent: each side is rounded to
+#   the nearest multiple of TILE_SIZE (at least one tile), so a smaller image costs fewer tiles;
+# * with it, every image is first resized so its longest edge is that size (upscaled if smaller),
+#   and each side is rounded up to whole tiles: only the aspect ratio counts.
+#
+# The tile and token sizes are SmolVLM's (512-px tiles, 64 tokens each), so the counts read like a
+# real model's; the encoder is tiny (width 32, one block, 32-px patches merged 2x2 into one token).
+
+#: Bump whenever the idefics3 files change (they are cached apart from the LLaVA-style files).
+IDEFICS3_VERSION = 1
+
+TILE_SIZE = 512
+TILE_PATCH = 32
+#: Pixel-shuffle factor per side ("clip.vision.projector.scale_factor").
+TILE_MERGE = 2
+#: Prompt tokens each tile (and the overview) costs, markers aside.
+TILE_TOKENS = (TILE_SIZE // TILE_PATCH // TILE_MERGE) ** 2
+#: "clip.vision.preproc_image_size" in the file that has the key (SmolVLM-500M's file says 2048;
+#: smaller here, so the server's resize of every image stays cheap on a CI machine).
+LONGEST_EDGE = 1024
+
+S_EMBD = 32
+S_LAYER = 1
+S_HEAD = 2
+# Not S_EMBD, for the same reason as V_FF.
+S_FF = 64
+
+# llama.cpp looks these up by text to frame the tiles; a vocab without them gives invalid token ids.
+# SmolVLM's vocab has "<row_R_col_C>" for grids up to 6x6; bigger grids spell them out in bytes.
+_IDEFICS3_TOKENS: tuple[tuple[str, int], ...] = (
+    ("\n\n", int(gguf.TokenType.USER_DEFINED)),
+    ("<fake_token_around_image>", int(gguf.TokenType.CONTROL)),
+    ("<global-img>", int(gguf.TokenType.CONTROL)),
+    *((f"<row_{r}_col_{c}>", int(gguf.TokenType.CONTROL)) for r in range(1, 7) for c in range(1, 7)),
+)
+
+
+def _round_half_up(x: float) -> int:
+    """C's ``std::round`` for the non-negative values here (Python's ``round`` rounds half to even)."""
+    return math.floor(x + 0.5)
+
+
+def idefics3_grid(width: int, height: int, longest_edge: int | None = None) -> tuple[int, int]:
+    """(columns, rows) of tiles llama.cpp cuts a ``width`` x ``height`` image into (overview aside).
+
+    ``longest_edge`` is the file's ``clip.vision.preproc_image_size``, None for a file without it.
+    Mirrors ``mtmd_image_preprocessor_idefics3::preprocess`` in this llama.cpp.
+    """
+    if longest_edge is None:
+        return (
+            max(1, _round_half_up(width / TILE_SIZE)),
+            max(1, _round_half_up(height / TILE_SIZE)),
+        )
+    aspect = width / height
+    if width >= height:
+        width, height = longest_edge, int(longest_edge / aspect)
+        height += height % 2
+    else:
+        width, height = int(longest_edge * aspect), longest_edge
+        width += width % 2
+    return -(-width // TILE_SIZE), -(-height // TILE_SIZE)
+
+
+def idefics3_image_tokens(width: int, height: int, longest_edge: int | None = None) -> int:
+    """Prompt tokens an image costs with the generated idefics3 files: tiles, overview and markers.
+
+    Markers (tools/mtmd/mtmd.cpp): "<fake_token_around_image><row_R_col_C>" before each tile, "\\n"
+    after each row but the last, "\\n\\n<fake_token_around_image><global-img>" before the overview
+    and "<fake_token_around_image>" after it.
+    """
+    cols, rows = idefics3_grid(width, height, longest_edge)
+    tiles = cols * rows
+    return (tiles + 1) * TILE_TOKENS + 2 * tiles + (rows - 1) + 4
+
+
+def _write_idefics3_mmproj(path: Path, rng: np.random.Generator, longest_edge: int | None) -> None:
+    n_side = TILE_SIZE // TILE_PATCH
+    n_merged = S_EMBD * TILE_MERGE * TILE_MERGE
+
+    tmp = _tmp_path(path)
+    w = gguf.GGUFWriter(tmp, arch="clip")
+    w.add_type(gguf.GGUFType.MMPROJ)
+    w.add_name(f"tiny-idefics3 mmproj v{IDEFICS3_VERSION}")
+    w.add_file_type(int(gguf.LlamaFileType.ALL_F32))
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_string("clip.projector_type", "idefics3")
+    w.add_bool("clip.use_gelu", True)
+    w.add_uint32("clip.vision.image_size", TILE_SIZE)
+    w.add_uint32("clip.vision.patch_size", TILE_PATCH)
+    w.add_uint32("clip.vision.embedding_length", S_EMBD)
+    w.add_uint32("clip.vision.feed_forward_length", S_FF)
+    w.add_uint32("clip.vision.block_count", S_LAYER)
+    w.add_uint32("clip.vision.attention.head_count", S_HEAD)
+    w.add_float32("clip.vision.attention.layer_norm_epsilon", V_EPS)
+    w.add_uint32("clip.vision.projection_dim", N_EMBD)
+    w.add_uint32("clip.vision.projector.scale_factor", TILE_MERGE)
+    if longest_edge is not None:
+        w.add_uint32("clip.vision.preproc_image_size", longest_edge)
+    w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    w.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+
+    ones = np.ones(S_EMBD, dtype=np.float32)
+    zeros = np.zeros(S_EMBD, dtype=np.float32)
+    patch_std = (3 * TILE_PATCH * TILE_PATCH) ** -0.5
+    w.add_tensor("v.patch_embd.weight", _normal(rng, (S_EMBD, 3, TILE_PATCH, TILE_PATCH), patch_std))
+    w.add_tensor("v.patch_embd.bias", _normal(rng, (S_EMBD,), 0.1))
+    w.add_tensor("v.position_embd.weight", _normal(rng, (n_side * n_side, S_EMBD), 0.1))
+    for il in range(S_LAYER):
+        p = f"v.blk.{il}"
+        w.add_tensor(f"{p}.ln1.weight", ones)
+        w.add_tensor(f"{p}.ln1.bias", zeros)
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(f"{p}.{name}.weight", _normal(rng, (S_EMBD, S_EMBD), S_EMBD**-0.5))
+            w.add_tensor(f"{p}.{name}.bias", zeros)
+        w.add_tensor(f"{p}.ln2.weight", ones)
+        w.add_tensor(f"{p}.ln2.bias", zeros)
+        up, down = _balanced_mlp(rng, S_EMBD, S_FF, S_EMBD, 1.0)
+        w.add_tensor(f"{p}.ffn_up.weight", up)
+        w.add_tensor(f"{p}.ffn_up.bias", np.zeros(S_FF, dtype=np.float32))
+        w.add_tensor(f"{p}.ffn_down.weight", down)
+        w.add_tensor(f"{p}.ffn_down.bias", zeros)
+    # The projector has no bias to write the image marker (see IMAGE_DIM) with, so the post-norm
+    # pins vision channel 0 to 1 and the projector copies it into IMAGE_DIM: the text model's
+    # image head then finds image positions as it does with the LLaVA-style file.
+    post_w, post_b = ones.copy(), zeros.copy()
+    post_w[0], post_b[0] = 0.0, 1.0
+    w.add_tensor("v.post_ln.weight", post_w)
+    w.add_tensor("v.post_ln.bias", post_b)
+    # Pixel shuffle concatenates TILE_MERGE**2 neighbouring patches, S_EMBD channels each.
+    marker_cols = list(range(0, n_merged, S_EMBD))
+    fc = _normal(rng, (N_EMBD, n_merged), PROJ_GAIN * n_merged**-0.5)
+    fc[:, marker_cols] = 0.0
+    fc[IMAGE_DIM, :] = 0.0
+    fc[IMAGE_DIM, marker_cols] = IMAGE_MARK / len(marker_cols)
+    w.add_tensor("mm.model.fc.weight", fc)
+
+    _write_atomically(w, tmp, path)
+
+
+class Idefics3Files(NamedTuple):
+    """The generated SmolVLM-style model: one text model, two projector files."""
+
+    #: Text model whose vocab has the tile marker tokens (otherwise like :func:`generate`'s).
+    text: Path
+    #: Projector without "clip.vision.preproc_image_size": tiles follow the size sent.
+    mmproj_sliced: Path
+    #: The same projector with the key (:data:`LONGEST_EDGE`): tiles follow the aspect ratio only.
+    mmproj_longest_edge: Path
+
+
+def idefics3_paths(out_dir: Path, seed: int = 0) -> Idefics3Files:
+    """Where :func:`generate_idefics3` puts the files for ``seed``."""
+    stem = f"tiny-idefics3-v{IDEFICS3_VERSION}-seed{seed}"
+    return Idefics3Files(
+        out_dir / f"{stem}.gguf",
+        out_dir / f"{stem}-mmproj-sliced.gguf",
+        out_dir / f"{stem}-mmproj-longest{LONGEST_EDGE}.gguf",
+    )
+
+
+def generate_idefics3(out_dir: Path, seed: int = 0) -> Idefics3Files:
+    """Write (or reuse) the SmolVLM-style text model and its two projector files.
+
+    Like :func:`generate`: deterministic for a ``seed``, and files are reused only when their names
+    carry this version and seed. Both projector files hold the same weights; only the key differs.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = idefics3_paths(out_dir, seed)
+    if not files.text.is_file():
+        _write_text_model(
+            files.text,
+            np.random.default_rng([seed, 2]),
+            _IDEFICS3_TOKENS,
+            name=f"tiny-idefics3 text v{IDEFICS3_VERSION}",
+        )
+    for path, longest_edge in ((files.mmproj_sliced, None), (files.mmproj_longest_edge, LONGEST_EDGE)):
+        if not path.is_file():
+            _write_idefics3_mmproj(path, np.random.default_rng([seed, 3]), longest_edge)
+    return files
+
+
 def main(argv: list[str]) -> int:
+    idefics3 = argv[:1] == ["--idefics3"]
+    if idefics3:
+        argv = argv[1:]
     if len(argv) not in (1, 2):
-        print("usage: python -m tests.servers.tiny_vlm OUT_DIR [SEED]", file=sys.stderr)
+        print("usage: python -m tests.servers.tiny_vlm [--idefics3] OUT_DIR [SEED]", file=sys.stderr)
         return 2
     seed = int(argv[1]) if len(argv) == 2 else 0
-    for path in generate(Path(argv[0]), seed):
+    out_dir = Path(argv[0])
+    for path in generate_idefics3(out_dir, seed) if idefics3 else generate(out_dir, seed):
         print(path)
     return 0
 
