@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
+from ._blocking import run_blocking
 from ._client import ChatParams, VLMClient, redact_url
 from ._controller import Controller
+from ._history import History
 from ._panel import Panel
 from ._protocol import Frame
 from ._records import Answer
+from ._sources import KernelSource, open_source
 from ._tasks import bound_to_loop
 from ._widget import CameraView
+
+#: What ``ask(**overrides)`` may change for one call.
+_OVERRIDABLE = tuple(f.name for f in dataclasses.fields(ChatParams) if f.name != "prompt")
 
 __all__ = ["RealtimeVLM"]
 
@@ -40,6 +53,13 @@ class RealtimeVLM:
         frames_per_request: more than 1 sends the last N frames, ``frame_spacing`` seconds
             apart, as N images in one message (for questions about motion).
         frame_spacing: seconds between the frames of a multi-frame request.
+        history_limit: answers kept in ``history`` (oldest dropped first), frames included.
+        source: where frames come from. ``None``: the browser's camera. Otherwise read by the
+            kernel with OpenCV and shown in the panel's preview: a video file path, a stream URL
+            (``rtsp://…``, ``http://…/x.mjpg``), a camera index on the kernel's machine, a folder
+            of images, a list of BGR arrays, or ``open_source(…)`` for more options. Files loop.
+        realtime: files play at their own rate, frames skipped while the model answers; False:
+            each request takes the next frame.
     """
 
     def __init__(
@@ -56,11 +76,18 @@ class RealtimeVLM:
         stream: bool = True,
         frames_per_request: int = 1,
         frame_spacing: float = 0.5,
+        history_limit: int = 1000,
+        source: object = None,
+        realtime: bool = True,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.view = CameraView()
+        #: The controller's frames: the browser camera (the view) or a kernel-side source.
+        self._source: CameraView | KernelSource = (
+            self.view if source is None else open_source(source, view=self.view, realtime=realtime)
+        )
         self._controller = Controller(
-            self.view,
+            self._source,
             VLMClient(base_url, api_key=key),
             ChatParams(
                 prompt=prompt,
@@ -73,6 +100,7 @@ class RealtimeVLM:
             max_in_flight=max_in_flight,
             frames_per_request=frames_per_request,
             frame_spacing_s=frame_spacing,
+            history_limit=history_limit,
         )
         self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
@@ -107,13 +135,112 @@ class RealtimeVLM:
         self._panel.prompt.value = value
 
     @property
-    def history(self) -> list[Answer]:
-        """This session's answers and failures, oldest first (bounded)."""
-        return list(self._controller.history)
+    def history(self) -> History:
+        """This session's answers and failures, oldest first (the last ``history_limit``).
+
+        A snapshot: ``.to_pandas()``, ``.to_records()``, ``.save(path)``.
+        """
+        return History(self._controller.history)
 
     @property
     def last_answer(self) -> Answer | None:
         return self._controller.history[-1] if self._controller.history else None
+
+    # -- asking from Python ----------------------------------------------------------------------
+    def ask(self, prompt: str | None = None, **overrides: Any) -> Answer:
+        """Ask about a fresh frame and wait for the whole answer (the cell blocks meanwhile).
+
+        ``prompt`` and ``overrides`` (``model``, ``max_tokens``, ``temperature``, ``stream``)
+        apply to this call only. The answer goes into ``history`` and the panel like any other.
+        Raises the request's error (``ServerUnreachable``, ``CameraUnavailable``, …) after
+        recording it. In an ``async`` cell, prefer ``await app.ask_async(...)``.
+        """
+        params = self._params_for(prompt, overrides)
+        client = self._panel.new_client()
+
+        async def request() -> Answer:
+            try:
+                return await self._controller.request(params, client=client)
+            finally:
+                await client.aclose()
+
+        answer = run_blocking(request)
+        return self._finish(answer)
+
+    async def ask_async(self, prompt: str | None = None, **overrides: Any) -> Answer:
+        """``ask()`` without blocking: ``answer = await app.ask_async("How many people?")``."""
+        params = self._params_for(prompt, overrides)
+        return self._finish(await self._controller.request(params))
+
+    def _params_for(self, prompt: str | None, overrides: dict[str, Any]) -> ChatParams:
+        unknown = sorted(set(overrides) - set(_OVERRIDABLE))
+        if unknown:
+            raise TypeError(f"ask() got unknown setting(s) {unknown}; it takes {list(_OVERRIDABLE)}")
+        changes = dict(overrides)
+        if prompt is not None:
+            changes["prompt"] = prompt
+        return dataclasses.replace(self._controller.params, **changes)
+
+    def _finish(self, answer: Answer) -> Answer:
+        self._controller.record(answer)
+        if answer.exception is not None:
+            raise answer.exception
+        return answer
+
+    def snapshot(self) -> np.ndarray[Any, np.dtype[np.uint8]]:
+        """A fresh frame from the source as a BGR array (OpenCV's convention), ``height×width×3``."""
+        source = self._controller.source
+
+        async def grab() -> Frame:
+            return await source.capture()
+
+        frame = run_blocking(grab)
+        image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"frame #{frame.seq} ({len(frame.jpeg)} bytes) could not be decoded")
+        return np.asarray(image, dtype=np.uint8)
+
+    def save_session(self, path: str | Path) -> Path:
+        """Save the history: ``path/answers.jsonl`` (one answer per line) and ``path/frames/*.jpg``.
+
+        Load it back with ``rtvlm_widget.load_session(path)``. Returns the folder.
+        """
+        return self.history.save(path)
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def on_answer(self, fn: Callable[[Answer], object]) -> Callable[[Answer], object]:
+        """Call ``fn(answer)`` for every successful answer (live, Send once or ``ask``).
+
+        Usable as a decorator. An exception in ``fn`` is shown in the panel's log and status line
+        and does not stop the live loop.
+        """
+        self._controller.on_answer(self._guarded(fn, lambda a: a.ok))
+        return fn
+
+    def on_error(self, fn: Callable[[Answer], object]) -> Callable[[Answer], object]:
+        """Call ``fn(answer)`` for every failed request; ``answer.error`` says why and
+        ``answer.exception`` is the exception. Usable as a decorator."""
+        self._controller.on_answer(self._guarded(fn, lambda a: not a.ok))
+        return fn
+
+    def _guarded(
+        self, fn: Callable[[Answer], object], wanted: Callable[[Answer], bool]
+    ) -> Callable[[Answer], None]:
+        name = getattr(fn, "__qualname__", repr(fn))
+
+        def call(answer: Answer) -> None:
+            if not wanted(answer):
+                return
+            try:
+                fn(answer)
+            except Exception as exc:  # noqa: BLE001 - any user error is shown, the loop goes on
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                self._panel.report(
+                    f"callback {name} raised {type(exc).__name__}: {exc} "
+                    f"({Path(where.filename).name}, line {where.lineno})"
+                )
+
+        return call
 
     def send_once(self) -> asyncio.Task[Answer]:
         """Ask about one fresh frame in the background (like the Send once button)."""

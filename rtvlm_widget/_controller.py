@@ -162,32 +162,48 @@ class Controller:
         await self.client.aclose()
 
     async def ask(self, *, waited_s: float = 0.0) -> Answer:
-        """One request about a fresh frame; a failure comes back as an ``Answer`` with ``error``.
-
-        ``waited_s`` is how long the caller waited for its turn (recorded in the timing).
+        """One request about a fresh frame, recorded; a failure comes back as an ``Answer`` with
+        ``error``. ``waited_s`` is how long the caller waited for its turn (recorded in the timing).
         """
+        answer = await self.request(waited_s=waited_s)
+        self.record(answer)
+        return answer
+
+    async def request(
+        self,
+        params: ChatParams | None = None,
+        *,
+        client: VLMClient | None = None,
+        frames: list[Frame] | None = None,
+        waited_s: float = 0.0,
+    ) -> Answer:
+        """One request, not recorded: about ``frames`` (default: fresh ones from the source), with
+        ``params`` (default: the current ones), through ``client`` (default: this controller's —
+        another one when the caller runs on another event loop)."""
         started = time.perf_counter()
-        params = self.params
-        frame: Frame | None = None
-        frames: list[Frame] = []
+        params = params or self.params
+        # The prefetcher and the multi-frame sampler live on this controller's loop: a caller on
+        # another loop (its own client) takes one fresh frame directly.
+        foreign_loop = client is not None and client is not self.client
+        client = client or self.client
         prefetched = False
+        frames = list(frames or [])
         try:
-            frames, prefetched = await self._frames()
+            if not frames and foreign_loop:
+                frames = [await self.source.capture()]
+            elif not frames:
+                frames, prefetched = await self._frames()
             frame = frames[-1]
-            params = await self._with_model(params)
-            completion = await self.client.chat(
-                params, [f.jpeg for f in frames], on_text=self._partials(frame.seq)
-            )
+            params = await self._with_model(params, client)
+            images = [f.jpeg for f in frames]
+            completion = await client.chat(params, images, on_text=self._partials(frame.seq))
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             error = str(exc) or type(exc).__name__
-            answer = _answer(params, frames, None, started, waited_s, error=error)
-        else:
-            answer = _answer(params, frames, completion, started, waited_s, prefetched=prefetched)
-        self._record(answer)
-        return answer
+            return _answer(params, frames, None, started, waited_s, error=error, exception=exc)
+        return _answer(params, frames, completion, started, waited_s, prefetched=prefetched)
 
     async def _frames(self) -> tuple[list[Frame], bool]:
         """The frame(s) for one request (one fresh frame, or the sampler's last N), and whether
@@ -242,13 +258,13 @@ class Controller:
 
         return on_text
 
-    async def _with_model(self, params: ChatParams) -> ChatParams:
+    async def _with_model(self, params: ChatParams, client: VLMClient) -> ChatParams:
         """Fill in the server's first model when none was chosen (vLLM and gateways need one)."""
         if params.model:
             return params
         if self._server_model is None:
             try:
-                models = await self.client.list_models()
+                models = await client.list_models()
             except VLMError as exc:
                 # llama.cpp and Ollama answer without a model id; others will say what is wrong.
                 log.info("could not list models, sending without one: %s", exc)
@@ -256,7 +272,8 @@ class Controller:
             self._server_model = models[0] if models else ""
         return replace(params, model=self._server_model or None)
 
-    def _record(self, answer: Answer) -> None:
+    def record(self, answer: Answer) -> None:
+        """Keep ``answer`` in the history, show it and tell the listeners."""
         self.history.append(answer)
         if answer.ok:
             self.source.show_answer(answer.seq, answer.text)
@@ -321,6 +338,7 @@ def _answer(
     waited_s: float,
     *,
     error: str | None = None,
+    exception: BaseException | None = None,
     prefetched: bool = False,
 ) -> Answer:
     total = time.perf_counter() - started
@@ -353,6 +371,7 @@ def _answer(
         frame_height=frame.height if frame else 0,
         jpeg=frame.jpeg if frame else b"",
         error=error,
+        exception=exception.with_traceback(None) if exception is not None else None,
         frames_sent=len(frames),
         prefetched=prefetched,
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,

@@ -55,6 +55,19 @@ class LogView(anywidget.AnyWidget):
         self._rows.extend(rows)
         self.send({"kind": "rows", "rows": rows})
 
+    def add_note(self, message: str) -> None:
+        """Append a row that is not an answer: ``message`` shown as an error."""
+        row = {
+            "time": time.strftime("%H:%M:%S"),
+            "model": "",
+            "latency_ms": None,
+            "status": f"error: {message}",
+            "tokens": "",
+            "text": "",
+        }
+        self._rows.append(row)
+        self.send({"kind": "rows", "rows": [row]})
+
     def clear(self) -> None:
         """Empty the log display (the session's history is kept)."""
         self._rows.clear()

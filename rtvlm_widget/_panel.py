@@ -323,6 +323,19 @@ class Panel:
         if self.api_badge.tone != "ok":
             self.api_badge.set(f"API: {len(models)} model(s)", "ok")
 
+    def new_client(self) -> VLMClient:
+        """A client like the controller's (same URL and key), for requests made on another event
+        loop (a blocking ``ask()`` runs on a worker thread)."""
+        if self._url_problem:
+            raise ValueError(f"not sending: {self._url_problem}")
+        return self._make_client(self._controller.client.base_url, self._api_key)
+
+    def report(self, message: str) -> None:
+        """Show a problem that is not a request's (e.g. a user callback that raised) in the log and
+        the status line."""
+        self.log.add_note(message)
+        self.status.value = message
+
     def _rebuild_client(self) -> None:
         self._controller.use_client(self._make_client(self._controller.client.base_url, self._api_key))
 

@@ -74,6 +74,8 @@ class Answer:
     prefetched: bool = False
     #: Readable reason when the request failed; ``text`` is then empty.
     error: str | None = None
+    #: The exception behind ``error`` (``ask()`` raises it).
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
     #: Epoch seconds (browser clock) when the frame was grabbed; 0 when there was no frame.
     captured_at: float = 0.0
     #: Where the time went (None when no frame arrived).

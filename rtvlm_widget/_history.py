@@ -1,0 +1,140 @@
+"""A session's answers as data: flat records, a pandas table, and a folder on disk (JSONL + JPEGs)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, overload
+
+from ._client import Usage
+from ._records import Answer, Timing
+
+__all__ = ["History", "answer_from_dict", "answer_to_dict", "load_session"]
+
+#: The file in a saved session's folder that holds one answer per line.
+ANSWERS_FILE = "answers.jsonl"
+FRAMES_DIR = "frames"
+#: Bumped when the saved layout changes in a way older readers would misread.
+FORMAT_VERSION = 1
+
+# Not saved as JSON: the frame goes to its own file, the exception object stays in memory.
+_SKIPPED = {"jpeg", "exception", "usage", "timing"}
+
+
+def answer_to_dict(answer: Answer) -> dict[str, Any]:
+    """One answer as a flat dict of plain values (usage and timing spread into columns)."""
+    row: dict[str, Any] = {f.name: getattr(answer, f.name) for f in fields(Answer) if f.name not in _SKIPPED}
+    usage = answer.usage
+    row["prompt_tokens"] = usage.prompt_tokens if usage else None
+    row["completion_tokens"] = usage.completion_tokens if usage else None
+    timing = answer.timing.as_dict() if answer.timing else {}
+    for name in (f.name for f in fields(Timing)):
+        row[f"timing_{name}"] = timing.get(name)
+    row["has_timing"] = answer.timing is not None
+    return row
+
+
+def answer_from_dict(row: dict[str, Any], jpeg: bytes = b"") -> Answer:
+    """The inverse of :func:`answer_to_dict` (unknown keys are ignored, so newer files load)."""
+    known = {f.name for f in fields(Answer)} - _SKIPPED
+    values = {k: v for k, v in row.items() if k in known}
+    prompt, completion = row.get("prompt_tokens"), row.get("completion_tokens")
+    usage = Usage(prompt, completion) if isinstance(prompt, int) and isinstance(completion, int) else None
+    timing = None
+    if row.get("has_timing"):
+        values_t: dict[str, Any] = {f.name: row.get(f"timing_{f.name}") for f in fields(Timing)}
+        timing = Timing(**values_t)
+    return Answer(**values, usage=usage, timing=timing, jpeg=jpeg)
+
+
+class History(Sequence[Answer]):
+    """A snapshot of a session's answers (and failures), oldest first.
+
+    Indexable like a list; ``to_records()`` / ``to_pandas()`` for analysis; ``save(path)`` keeps
+    it on disk and :func:`load_session` brings it back (e.g. to replay the frames elsewhere).
+    """
+
+    def __init__(self, answers: Iterable[Answer] = ()) -> None:
+        self._answers = tuple(answers)
+
+    @overload
+    def __getitem__(self, index: int) -> Answer: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> History: ...
+
+    def __getitem__(self, index: int | slice) -> Answer | History:
+        if isinstance(index, slice):
+            return History(self._answers[index])
+        return self._answers[index]
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def __iter__(self) -> Iterator[Answer]:
+        return iter(self._answers)
+
+    def __repr__(self) -> str:
+        failed = sum(1 for a in self._answers if not a.ok)
+        return f"History({len(self)} answers, {failed} failed)"
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per answer (the JPEG left out)."""
+        return [answer_to_dict(a) for a in self._answers]
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per answer; needs pandas (``pip install pandas``)."""
+        try:
+            import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise ImportError(
+                "History.to_pandas() needs pandas: `pip install pandas` (or use to_records())"
+            ) from None
+        frame = pd.DataFrame.from_records(self.to_records())
+        if "created_at" in frame:
+            frame["created_at"] = pd.to_datetime(frame["created_at"], unit="s")
+        return frame
+
+    def save(self, path: str | Path) -> Path:
+        """Write the answers to ``path/answers.jsonl`` and each frame to ``path/frames/``.
+
+        The folder is created; a session already in it is replaced. Returns the folder.
+        """
+        folder = Path(path)
+        frames = folder / FRAMES_DIR
+        frames.mkdir(parents=True, exist_ok=True)
+        for old in frames.glob("*.jpg"):
+            old.unlink()
+        lines = []
+        for index, answer in enumerate(self._answers, start=1):
+            row = answer_to_dict(answer)
+            row["format"] = FORMAT_VERSION
+            if answer.jpeg:
+                name = f"{index:06d}.jpg"
+                (frames / name).write_bytes(answer.jpeg)
+                row["frame"] = f"{FRAMES_DIR}/{name}"
+            lines.append(json.dumps(row, ensure_ascii=False))
+        (folder / ANSWERS_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return folder
+
+
+def load_session(path: str | Path) -> History:
+    """A session saved with ``save_session`` / ``History.save``, frames included."""
+    folder = Path(path)
+    answers_file = folder / ANSWERS_FILE
+    if not answers_file.is_file():
+        raise FileNotFoundError(f"{answers_file} not found: is {folder} a folder written by save_session()?")
+    answers = []
+    for number, line in enumerate(answers_file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{answers_file}, line {number}: not JSON ({exc})") from None
+        frame = row.get("frame")
+        jpeg = (folder / frame).read_bytes() if isinstance(frame, str) and (folder / frame).is_file() else b""
+        answers.append(answer_from_dict(row, jpeg))
+    return History(answers)
