@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,9 +26,11 @@ from ._errors import (
     ServerUnreachable,
     VLMError,
 )
+from ._schema import Schema, schema_instruction
 from ._sse import iter_sse
 
 __all__ = [
+    "SCHEMA_FORMATS",
     "ChatParams",
     "Completion",
     "Usage",
@@ -51,6 +54,18 @@ _NO_IMAGE_PHRASES = (
     "vision is not supported",
     "no image support",
 )
+
+
+#: How a schema can travel, best first; a server that refuses one form gets the next
+#: (``VLMClient.schema_format``). ``json_object_schema`` is llama.cpp's ``json_object`` with a
+#: ``schema`` beside it (still a grammar there); from it on the prompt also spells out the schema.
+SCHEMA_FORMATS = ("json_schema", "json_object_schema", "json_object", "prompt")
+
+# Words in a 400/422 refusal that blame the response_format (llama.cpp before json_schema support:
+# 'response_format type must be one of "text" or "json_object"'; gateways: 'json_schema is not
+# supported'; llama.cpp for a schema its grammar converter cannot take: 'JSON schema conversion
+# failed').
+_FORMAT_REFUSAL_WORDS = ("response_format", "response format", "json_schema", "json_object", "schema")
 
 
 def normalize_base_url(url: str) -> str:
@@ -112,6 +127,9 @@ class ChatParams:
     temperature: float = 0.2
     #: Ask for tokens as they are generated (SSE); servers that answer in one piece still work.
     stream: bool = True
+    #: Ask for JSON matching this schema (``to_schema(...)`` makes one from a dict, Pydantic model
+    #: or dataclass); sent as ``response_format``. None: free text, and no ``response_format``.
+    schema: Schema | None = None
 
 
 @dataclass(frozen=True)
@@ -142,6 +160,8 @@ class Completion:
     latency_s: float
     #: Seconds from sending the request to the first token of text (streaming only).
     first_token_s: float | None = None
+    #: How the schema went to the server (one of ``SCHEMA_FORMATS``); None without a schema.
+    schema_format: str | None = None
 
 
 def build_chat_body(
@@ -150,8 +170,19 @@ def build_chat_body(
     mime: str = "image/jpeg",
     *,
     usage_in_stream: bool = True,
+    schema_format: str = "json_schema",
 ) -> dict[str, Any]:
-    """The JSON body for one chat request; images become data URLs (the only base64 step)."""
+    """The JSON body for one chat request; images become data URLs (the only base64 step).
+
+    With ``params.schema`` the body asks for JSON in the form ``schema_format`` names (one of
+    :data:`SCHEMA_FORMATS`).
+    """
+    if schema_format not in SCHEMA_FORMATS:
+        raise ValueError(f"schema_format must be one of {', '.join(SCHEMA_FORMATS)}, not {schema_format!r}")
+    schema = params.schema
+    prompt = params.prompt
+    if schema is not None and schema_format != "json_schema":
+        prompt = f"{prompt}\n\n{schema_instruction(schema)}" if prompt else schema_instruction(schema)
     content: list[dict[str, Any]] = [
         {
             "type": "image_url",
@@ -159,7 +190,7 @@ def build_chat_body(
         }
         for img in images
     ]
-    content.append({"type": "text", "text": params.prompt})
+    content.append({"type": "text", "text": prompt})
     body: dict[str, Any] = {
         "messages": [{"role": "user", "content": content}],
         "max_tokens": params.max_tokens,
@@ -170,7 +201,29 @@ def build_chat_body(
         body["stream_options"] = {"include_usage": True}
     if params.model:
         body["model"] = params.model
+    if schema is not None and schema_format != "prompt":
+        body["response_format"] = _response_format(schema, schema_format)
     return body
+
+
+def _response_format(schema: Schema, schema_format: str) -> dict[str, Any]:
+    if schema_format == "json_schema":
+        # strict only where OpenAI would accept it: it refuses a non-strict schema with strict on.
+        spec = {"name": schema.name, "schema": schema.json_schema, "strict": schema.strict}
+        return {"type": "json_schema", "json_schema": spec}
+    if schema_format == "json_object_schema":
+        return {"type": "json_object", "schema": schema.json_schema}
+    return {"type": "json_object"}
+
+
+def _schema_format_of(body: dict[str, Any]) -> str | None:
+    """Which of SCHEMA_FORMATS ``body`` uses, if it carries a response_format."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        return "json_schema"
+    return "json_object_schema" if "schema" in fmt else "json_object"
 
 
 def _server_message(response: httpx.Response) -> str:
@@ -209,9 +262,17 @@ class VLMClient:
         )
         # Set once a server refused stream_options; later requests leave it out.
         self._no_stream_options = False
+        # Index into SCHEMA_FORMATS: raised each time the server refuses a form of the schema.
+        self._schema_level = 0
 
     def __repr__(self) -> str:
         return f"VLMClient(base_url={redact_url(self.base_url)!r})"
+
+    @property
+    def schema_format(self) -> str:
+        """How this client sends a schema now: ``json_schema`` until the server refused it (see
+        :data:`SCHEMA_FORMATS`)."""
+        return SCHEMA_FORMATS[self._schema_level]
 
     def url(self, path: str) -> str:
         """The full, printable URL of an API path such as ``/v1/models``."""
@@ -243,30 +304,44 @@ class VLMClient:
         """One chat completion about ``images``.
 
         With ``params.stream`` the answer arrives as server-sent events and ``on_text`` gets the
-        text so far after each piece; cancelling the call closes the connection.
+        text so far after each piece; cancelling the call closes the connection. With
+        ``params.schema`` a server that refuses the schema's form is asked again with the next
+        one (``Completion.schema_format`` says which was used); the answer is not validated here.
         """
         path = "/v1/chat/completions"
         url = self.url(path)
         started = time.perf_counter()
-        body = build_chat_body(params, images, usage_in_stream=not self._no_stream_options)
+        used: list[str | None] = [None]
+
+        def body() -> dict[str, Any]:
+            level = SCHEMA_FORMATS[self._schema_level]
+            used[0] = level if params.schema is not None else None
+            return build_chat_body(
+                params, images, usage_in_stream=not self._no_stream_options, schema_format=level
+            )
+
         async with self._open(path, body, has_images=bool(images)) as response:
             is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
             if params.stream and is_sse:
-                return await self._read_stream(response, url, started, on_text)
+                completion = await self._read_stream(response, url, started, on_text)
+                return dataclasses.replace(completion, schema_format=used[0])
             async with self._transport_errors(url, during="the answer"):
                 await response.aread()
         completion = self._parse_completion(response, url, time.perf_counter() - started)
         if on_text is not None and completion.text:
             on_text(completion.text)
-        return completion
+        return dataclasses.replace(completion, schema_format=used[0])
 
     @contextlib.asynccontextmanager
     async def _open(
-        self, path: str, body: dict[str, Any], *, has_images: bool
+        self, path: str, make_body: Callable[[], dict[str, Any]], *, has_images: bool
     ) -> AsyncIterator[httpx.Response]:
-        """POST ``body`` and yield the response with its body unread; errors become VLMErrors."""
+        """POST ``make_body()`` and yield the response with its body unread; errors become
+        VLMErrors. A refusal of an optional field is remembered and the body made again without it
+        (each refusal moves a setting one way, so this ends)."""
         url = self.url(path)
-        for attempt in range(2):
+        body = make_body()
+        while True:
             response = await self._send(path, body, url)
             try:
                 if response.is_success:
@@ -274,15 +349,27 @@ class VLMClient:
                     return
                 async with self._transport_errors(url, during="the error answer"):
                     await response.aread()
-                detail = _server_message(response)
-                # Some servers refuse the stream_options field; ask once more without it.
-                if attempt == 0 and "stream_options" in body and "stream_options" in detail:
-                    self._no_stream_options = True
-                    body = {k: v for k, v in body.items() if k != "stream_options"}
+                if self._step_back(body, response.status_code, _server_message(response)):
+                    body = make_body()
                     continue
                 raise self._status_error(response, url, has_images)
             finally:
                 await response.aclose()
+
+    def _step_back(self, body: dict[str, Any], status: int, detail: str) -> bool:
+        """True when ``detail`` refuses an optional part of ``body`` that can be left out or sent in
+        a plainer form; the client then remembers it for every later request."""
+        # Some servers refuse the stream_options field; later requests leave it out.
+        if "stream_options" in body and "stream_options" in detail:
+            self._no_stream_options = True
+            return True
+        used = _schema_format_of(body)
+        words = detail.lower()
+        if used is not None and status in (400, 422) and any(w in words for w in _FORMAT_REFUSAL_WORDS):
+            # max(): with several requests in flight, each refusal steps back from what it sent.
+            self._schema_level = max(self._schema_level, SCHEMA_FORMATS.index(used) + 1)
+            return True
+        return False
 
     async def _send(self, path: str, body: dict[str, Any], url: str) -> httpx.Response:
         """Send and return the response with its body unread (the caller closes it)."""
