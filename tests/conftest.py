@@ -60,9 +60,59 @@ def text_only_llama_server(
         yield server
 
 
+@pytest.fixture(scope="session")
+def idefics3_model(tmp_path_factory: pytest.TempPathFactory) -> tiny_vlm.Idefics3Files:
+    """The generated SmolVLM-style model: text GGUF and two idefics3 projector files."""
+    return tiny_vlm.generate_idefics3(tmp_path_factory.mktemp("tiny-idefics3"))
+
+
+# One slot is enough for the send-size tests; the default 2048-token context holds the largest
+# frame they send (1280x960 as it is: 465 image tokens with the tiling file).
+_IDEFICS3_ARGS = ("--parallel", "1")
+
+
+@pytest.fixture(scope="session")
+def sliced_llama_server(
+    llama_server_binary: Path, idefics3_model: tiny_vlm.Idefics3Files, artifacts_dir: Path
+) -> Iterator[LlamaServer]:
+    """llama-server with the idefics3 file that tiles images as sent: bigger frames cost more tokens."""
+    with LlamaServer(
+        llama_server_binary,
+        idefics3_model.text,
+        idefics3_model.mmproj_sliced,
+        alias="tiny-idefics3",
+        extra_args=_IDEFICS3_ARGS,
+        log_path=artifacts_dir / "llama-server-idefics3-sliced.log",
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def longest_edge_llama_server(
+    llama_server_binary: Path, idefics3_model: tiny_vlm.Idefics3Files, artifacts_dir: Path
+) -> Iterator[LlamaServer]:
+    """llama-server with the idefics3 file that resizes every image to a fixed longest edge first."""
+    with LlamaServer(
+        llama_server_binary,
+        idefics3_model.text,
+        idefics3_model.mmproj_longest_edge,
+        alias="tiny-idefics3",
+        extra_args=_IDEFICS3_ARGS,
+        log_path=artifacts_dir / "llama-server-idefics3-longest-edge.log",
+    ) as server:
+        yield server
+
+
 # -- make it visible that the real parts ran ---------------------------------------------------
 
-_SERVER_FIXTURES = {"llama_server", "text_only_llama_server", "own_llama", "llama_server_binary"}
+_SERVER_FIXTURES = {
+    "llama_server",
+    "text_only_llama_server",
+    "own_llama",
+    "llama_server_binary",
+    "sliced_llama_server",
+    "longest_edge_llama_server",
+}
 _BROWSER_FIXTURES = {"notebook_page", "chromium"}
 
 
