@@ -12,8 +12,10 @@ from ._errors import (
     ServerUnreachable,
     VLMError,
 )
+from ._history import History, load_session
 from ._protocol import Frame
 from ._records import Answer, Timing
+from ._sources import KernelSource, SourceEnded, SourceError, open_source
 from ._widget import CameraUnavailable
 
 __version__ = "0.1.0"
@@ -32,14 +34,20 @@ __all__ = [
     "ChatParams",
     "Completion",
     "Frame",
+    "History",
     "ImagesNotSupported",
+    "KernelSource",
     "RealtimeVLM",
     "ServerHTTPError",
     "ServerUnreachable",
+    "SourceEnded",
+    "SourceError",
     "Timing",
     "Usage",
     "VLMClient",
     "VLMError",
     "__version__",
+    "load_session",
     "normalize_base_url",
+    "open_source",
 ]

@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import os
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,9 @@ import numpy as np
 
 from ._blocking import run_blocking
 from ._client import ChatParams, VLMClient, redact_url
+from ._compare import Comparison, Job, frame_from, plan_compare, plan_replay, run_grid
 from ._controller import Controller
-from ._history import History
+from ._history import History, load_session
 from ._panel import Panel
 from ._protocol import Frame
 from ._records import Answer
@@ -206,6 +207,126 @@ class RealtimeVLM:
         Load it back with ``rtvlm_widget.load_session(path)``. Returns the folder.
         """
         return self.history.save(path)
+
+    # -- comparisons and replays ---------------------------------------------------------------
+    def compare(
+        self,
+        prompts: Sequence[str],
+        models: Sequence[str | None] | None = None,
+        frame: object = None,
+        *,
+        concurrency: int | None = None,
+        **overrides: Any,
+    ) -> Comparison:
+        """Ask every prompt × model about one frozen frame; shows a grid that fills in as answers
+        arrive and returns the results (``.to_pandas()``, ``result[row, column]``).
+
+        ``frame``: None takes a fresh one from the source; or JPEG bytes, a BGR array, an
+        ``Answer`` (its frame). ``models``: None asks the current model only. Requests run
+        ``concurrency`` at a time (default: ``max_in_flight``). The cell blocks meanwhile;
+        ``compare_async`` does not.
+        """
+        params = self._params_for(None, overrides)
+        picked = frame_from(frame) if frame is not None else self._fresh_frame()
+        comparison, jobs = plan_compare(params, list(prompts), list(models or [None]), picked)
+        self._fill_blocking(comparison, jobs, concurrency)
+        return comparison
+
+    async def compare_async(
+        self,
+        prompts: Sequence[str],
+        models: Sequence[str | None] | None = None,
+        frame: object = None,
+        *,
+        concurrency: int | None = None,
+        **overrides: Any,
+    ) -> Comparison:
+        """``compare()`` without blocking the cell."""
+        params = self._params_for(None, overrides)
+        picked = frame_from(frame) if frame is not None else await self._controller.source.capture()
+        comparison, jobs = plan_compare(params, list(prompts), list(models or [None]), picked)
+        await self._fill(comparison, jobs, concurrency)
+        return comparison
+
+    def replay(
+        self,
+        session: object = None,
+        *,
+        prompt: str | None = None,
+        model: str | None = None,
+        concurrency: int | None = None,
+        **overrides: Any,
+    ) -> Comparison:
+        """Ask again about a recorded session's frames with another ``prompt`` / ``model`` (and
+        ``overrides``); shows recorded and new answers side by side and returns them.
+
+        ``session``: None (this session's history), a ``History``, a list of answers, or a
+        folder written by ``save_session``.
+        """
+        comparison, jobs = self._plan_replay(session, prompt, model, overrides)
+        self._fill_blocking(comparison, jobs, concurrency)
+        return comparison
+
+    async def replay_async(
+        self,
+        session: object = None,
+        *,
+        prompt: str | None = None,
+        model: str | None = None,
+        concurrency: int | None = None,
+        **overrides: Any,
+    ) -> Comparison:
+        """``replay()`` without blocking the cell."""
+        comparison, jobs = self._plan_replay(session, prompt, model, overrides)
+        await self._fill(comparison, jobs, concurrency)
+        return comparison
+
+    def _plan_replay(
+        self, session: object, prompt: str | None, model: str | None, overrides: dict[str, Any]
+    ) -> tuple[Comparison, list[Job]]:
+        self._params_for(None, overrides)  # refuses unknown settings
+        if session is None:
+            answers: list[Answer] = list(self.history)
+        elif isinstance(session, (str, Path)):
+            answers = list(load_session(session))
+        elif isinstance(session, Sequence):
+            answers = [a for a in session if isinstance(a, Answer)]
+        else:
+            raise TypeError(f"cannot replay a {type(session).__name__}: give a History, answers or a folder")
+        return plan_replay(answers, self._controller.params, prompt=prompt, model=model, **overrides)
+
+    def _fresh_frame(self) -> Frame:
+        source = self._controller.source
+
+        async def grab() -> Frame:
+            return await source.capture()
+
+        return run_blocking(grab)
+
+    def _fill_blocking(self, comparison: Comparison, jobs: list[Job], concurrency: int | None) -> None:
+        comparison.display()
+        client = self._panel.new_client()
+        controller = self._controller
+
+        async def work() -> None:
+            async def request(params: ChatParams, frame: Frame) -> Answer:
+                return await controller.request(params, client=client, frames=[frame])
+
+            try:
+                await run_grid(comparison, jobs, request, concurrency or controller.max_in_flight)
+            finally:
+                await client.aclose()
+
+        run_blocking(work)
+
+    async def _fill(self, comparison: Comparison, jobs: list[Job], concurrency: int | None) -> None:
+        comparison.display()
+        controller = self._controller
+
+        async def request(params: ChatParams, frame: Frame) -> Answer:
+            return await controller.request(params, frames=[frame])
+
+        await run_grid(comparison, jobs, request, concurrency or controller.max_in_flight)
 
     # -- callbacks -------------------------------------------------------------------------------
     def on_answer(self, fn: Callable[[Answer], object]) -> Callable[[Answer], object]:
