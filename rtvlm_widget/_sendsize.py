@@ -14,6 +14,7 @@ prompt. This module knows HTTP only through :class:`VLMClient`; nothing here tou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -130,7 +131,7 @@ async def text_tokens(client: VLMClient, params: ChatParams) -> int:
     The message keeps its structure (a content list with the text part), so the chat template's
     tokens, which llama-server counts too, are the same as with an image; subtracting this from a
     request's ``usage.prompt_tokens`` leaves the image's cost. Raises :class:`NoUsage` when the
-    server reports no usage, other :class:`VLMError`\\ s when the request fails.
+    server reports no usage, and the client's other errors when the request fails.
     """
     completion = await client.chat(_probe_params(params), [])
     return _prompt_tokens(completion, client)
@@ -294,12 +295,10 @@ async def probe_send_sizes(
 
     # First, so it also opens the connection the timed requests reuse.
     text: int | None = None
-    try:
+    # Without it image tokens stay unknown, but prompt tokens still rank the sizes; no usage or a
+    # dead server shows in the image requests too.
+    with contextlib.suppress(VLMError):
         text = await text_tokens(client, params)
-    except NoUsage:
-        pass  # the image requests will say so too
-    except VLMError:
-        pass  # prompt tokens still rank the sizes; image tokens stay unknown
 
     rows: list[ProbeRow] = []
     for size in _plan(width, height, sizes):
