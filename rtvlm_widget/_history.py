@@ -136,5 +136,8 @@ def load_session(path: str | Path) -> History:
             raise ValueError(f"{answers_file}, line {number}: not JSON ({exc})") from None
         frame = row.get("frame")
         jpeg = (folder / frame).read_bytes() if isinstance(frame, str) and (folder / frame).is_file() else b""
-        answers.append(answer_from_dict(row, jpeg))
+        try:
+            answers.append(answer_from_dict(row, jpeg))
+        except TypeError as exc:
+            raise ValueError(f"{answers_file}, line {number}: not a saved answer ({exc})") from None
     return History(answers)

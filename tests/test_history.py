@@ -1,0 +1,90 @@
+"""History as data: flat records, pandas, and a saved session read back (frames included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rtvlm_widget import Answer, History, Timing, Usage, load_session
+
+
+def _jpeg(color: tuple[int, int, int]) -> bytes:
+    image = np.full((48, 64, 3), color, np.uint8)
+    ok, encoded = cv2.imencode(".jpg", image)
+    assert ok
+    return encoded.tobytes()
+
+
+def _answers() -> list[Answer]:
+    timing = Timing(0.1, 0.002, 0.004, 0.001, 0.05, 0.2, 0.31, display_s=0.01)
+    good = Answer(
+        seq=1,
+        text="a red square",
+        prompt="What?",
+        model="m",
+        max_tokens=10,
+        temperature=0.0,
+        latency_s=0.2,
+        total_s=0.31,
+        usage=Usage(30, 4),
+        frame_width=64,
+        frame_height=48,
+        jpeg=_jpeg((0, 0, 200)),
+        timing=timing,
+    )
+    failed = Answer(
+        seq=2,
+        text="",
+        prompt="What?",
+        model=None,
+        max_tokens=10,
+        temperature=0.0,
+        latency_s=0.0,
+        total_s=0.01,
+        error="server said 503",
+    )
+    return [good, failed]
+
+
+def test_records_and_pandas_have_one_flat_row_per_answer() -> None:
+    history = History(_answers())
+    assert len(history) == 2 and history[0].text == "a red square" and isinstance(history[:1], History)
+    assert repr(history) == "History(2 answers, 1 failed)"
+    records = history.to_records()
+    assert records[0]["prompt_tokens"] == 30 and records[0]["timing_http_s"] == 0.2
+    assert records[1]["error"] == "server said 503" and records[1]["prompt_tokens"] is None
+    assert "jpeg" not in records[0] and "exception" not in records[0]
+    frame = history.to_pandas()
+    assert list(frame["text"]) == ["a red square", ""]
+    assert str(frame["created_at"].dtype).startswith("datetime64")
+
+
+def test_saved_session_reads_back_the_same(tmp_path: Path) -> None:
+    answers = _answers()
+    folder = History(answers).save(tmp_path / "run")
+    lines = (folder / "answers.jsonl").read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == [1, 2]
+    assert sorted(p.name for p in (folder / "frames").iterdir()) == ["000001.jpg"]
+    back = load_session(folder)
+    assert [a.text for a in back] == [a.text for a in answers]
+    assert back[0].jpeg == answers[0].jpeg and back[1].jpeg == b""
+    assert back[0].usage == answers[0].usage and back[0].timing == answers[0].timing
+    assert back[1].error == "server said 503" and back[1].timing is None
+    # Saving again into the same folder replaces the session, leaving no stale frames.
+    History(answers[1:]).save(folder)
+    assert list((folder / "frames").iterdir()) == [] and len(load_session(folder)) == 1
+
+
+def test_loading_something_else_says_what_is_wrong(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="written by save_session"):
+        load_session(tmp_path)
+    (tmp_path / "answers.jsonl").write_text('{"seq": 1}\n')
+    with pytest.raises(ValueError, match="line 1: not a saved answer"):
+        load_session(tmp_path)
+    (tmp_path / "answers.jsonl").write_text("\nnot json\n")
+    with pytest.raises(ValueError, match="line 2: not JSON"):
+        load_session(tmp_path)
