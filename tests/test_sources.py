@@ -306,6 +306,7 @@ def test_a_silent_stream_fails_the_capture_without_blocking_the_event_loop() -> 
 
             async def go() -> tuple[str, int]:
                 await source.capture()
+                await asyncio.sleep(0.3)  # a few more frames come
                 server.paused.set()
                 await asyncio.sleep(0.3)
                 # The newest frame was not handed out yet: it comes at once, and only once.
