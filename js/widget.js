@@ -3,11 +3,14 @@
 // The kernel asks for a frame ({kind: "capture", seq}); this view grabs the current video frame,
 // encodes it as JPEG and answers with the bytes as a binary comm buffer ({kind: "frame", seq, …}),
 // or with {kind: "error", seq, message}. Frames never go through synced traits or base64.
-// Protocol twin: rtvlm_widget/_protocol.py.
+// With a kernel-side source (the `source` trait is not "camera") the camera is never opened: the
+// kernel sends {kind: "preview", width, height} with each frame it uses as a JPEG buffer, and the
+// view draws it where the video would be. Protocol twin: rtvlm_widget/_protocol.py.
 
 /** @typedef {{ kind: "capture", seq: number, max_edge?: number }} CaptureRequest */
 /** @typedef {{ kind: "answer", seq: number, text: string, final?: boolean }} ShowAnswer */
-/** @typedef {CaptureRequest | ShowAnswer} KernelMessage */
+/** @typedef {{ kind: "preview", width: number, height: number }} Preview */
+/** @typedef {CaptureRequest | ShowAnswer | Preview} KernelMessage */
 
 /**
  * The parts of anywidget's model this view uses.
@@ -34,9 +37,13 @@ const CSS = `
 .rtvlm-view:focus-visible { box-shadow: 0 0 0 2px var(--jp-brand-color1, #1976d2); }
 .rtvlm-view video { width: 100%; height: 100%; object-fit: contain; display: block; }
 .rtvlm-view video.rtvlm-mirrored { transform: scaleX(-1); }
+.rtvlm-view canvas.rtvlm-preview { width: 100%; height: 100%; object-fit: contain; display: block; }
+.rtvlm-view canvas.rtvlm-preview.rtvlm-mirrored { transform: scaleX(-1); }
+.rtvlm-view video[hidden], .rtvlm-view canvas.rtvlm-preview[hidden] { display: none; }
 .rtvlm-badge { position: absolute; top: 6px; left: 6px; padding: 1px 8px; border-radius: 10px;
   font: 12px var(--jp-ui-font-family, sans-serif); color: #fff; background: rgba(0,0,0,0.6); }
 .rtvlm-badge[data-state="live"] { background: rgba(20,140,60,0.85); }
+.rtvlm-badge[data-state="kernel"] { background: rgba(40,90,160,0.85); }
 .rtvlm-badge[data-state="denied"], .rtvlm-badge[data-state="no-camera"],
 .rtvlm-badge[data-state="error"], .rtvlm-badge[data-state="ended"] { background: rgba(180,40,40,0.9); }
 .rtvlm-note { position: absolute; top: 30px; left: 6px; right: 6px; padding: 2px 8px;
@@ -154,7 +161,11 @@ function render({ model, el }) {
   note.className = "rtvlm-note";
   const overlay = document.createElement("div");
   overlay.className = "rtvlm-overlay";
-  root.append(video, badge, note, overlay);
+  // Kernel-side sources: the frames the kernel sends are drawn here instead of the video.
+  const preview = document.createElement("canvas");
+  preview.className = "rtvlm-preview";
+  preview.hidden = true;
+  root.append(video, preview, badge, note, overlay);
   el.append(style, root);
   const canvas = document.createElement("canvas");
 
@@ -222,16 +233,90 @@ function render({ model, el }) {
     }
   }
 
-  let ready = startCamera();
-  ready.catch(() => {}); // the state badge already says what went wrong
-
-  function restart() {
-    ready = startCamera();
-    ready.catch(() => {});
+  /** True when frames come from the kernel (a file, stream, …), not from this browser's camera. */
+  function kernelSource() {
+    const source = model.get("source");
+    return Boolean(source) && source !== "camera";
   }
 
+  /** @type {Promise<void>} */
+  let ready = Promise.resolve();
+
+  function restart() {
+    if (kernelSource()) return; // device and resolution belong to the camera
+    ready = startCamera();
+    ready.catch(() => {}); // the state badge already says what went wrong
+  }
+
+  // -- kernel-side source: draw the JPEG frames the kernel sends --------------------------------
+  /** @type {DataView | ArrayBuffer | null} */
+  let pendingPreview = null; // the newest frame not drawn yet; older ones are dropped
+  let drawing = false;
+  let drawnOnce = false;
+
+  function showKernelBadge() {
+    badge.dataset.state = "kernel";
+    const size = drawnOnce ? ` ${preview.width}×${preview.height}` : "";
+    badge.textContent = `kernel source: ${model.get("source")}${size}`;
+  }
+
+  async function drawPreviews() {
+    drawing = true;
+    try {
+      while (pendingPreview && !disposed) {
+        const blob = new Blob([pendingPreview], { type: "image/jpeg" });
+        pendingPreview = null;
+        /** @type {ImageBitmap} */
+        let bitmap;
+        try {
+          bitmap = await createImageBitmap(blob);
+        } catch {
+          continue; // a frame that does not decode: keep showing the last good one
+        }
+        if (disposed || !kernelSource()) {
+          bitmap.close();
+          break;
+        }
+        if (preview.width !== bitmap.width) preview.width = bitmap.width;
+        if (preview.height !== bitmap.height) preview.height = bitmap.height;
+        /** @type {CanvasRenderingContext2D} */ (preview.getContext("2d")).drawImage(bitmap, 0, 0);
+        bitmap.close();
+        drawnOnce = true;
+        showKernelBadge();
+      }
+    } finally {
+      drawing = false;
+    }
+  }
+
+  /** @param {DataView | ArrayBuffer | undefined} buffer */
+  function onPreview(buffer) {
+    if (!buffer || !kernelSource()) return;
+    pendingPreview = buffer;
+    if (!drawing) void drawPreviews();
+  }
+
+  /** Camera or kernel frames, as the `source` trait says (the kernel sets it at creation). */
+  function applySource() {
+    const kernel = kernelSource();
+    video.hidden = kernel;
+    preview.hidden = !kernel;
+    if (!kernel) {
+      restart();
+      return;
+    }
+    generation++; // a camera start under way gives up
+    stopStream();
+    video.srcObject = null;
+    note.textContent = "";
+    showKernelBadge();
+  }
+  applySource();
+
   function applyView() {
-    video.classList.toggle("rtvlm-mirrored", Boolean(model.get("mirror")));
+    const mirror = Boolean(model.get("mirror"));
+    video.classList.toggle("rtvlm-mirrored", mirror);
+    preview.classList.toggle("rtvlm-mirrored", mirror);
     overlay.hidden = !model.get("overlay");
   }
   applyView();
@@ -239,6 +324,7 @@ function render({ model, el }) {
   /** @param {CaptureRequest} msg */
   async function answerCapture(msg) {
     try {
+      if (kernelSource()) throw new Error(`frames come from the kernel (${model.get("source")}), not this camera`);
       // A restart (device or resolution change) may begin while we wait: wait for the newest.
       for (let current = ready; ; current = ready) {
         await current;
@@ -269,10 +355,12 @@ function render({ model, el }) {
     }
   }
 
-  /** @param {KernelMessage} msg */
-  function onMessage(msg) {
+  /** @param {KernelMessage} msg @param {(DataView | ArrayBuffer)[]} [buffers] */
+  function onMessage(msg, buffers) {
     if (disposed || !msg || typeof msg !== "object") return;
-    if (msg.kind === "capture") {
+    if (msg.kind === "preview") {
+      onPreview(buffers?.[0]);
+    } else if (msg.kind === "capture") {
       void answerCapture(msg);
     } else if (msg.kind === "answer") {
       overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
@@ -305,6 +393,7 @@ function render({ model, el }) {
   model.on("change:resolution", restart);
   model.on("change:mirror", applyView);
   model.on("change:overlay", applyView);
+  model.on("change:source", applySource);
   document.addEventListener("keydown", onKey, true);
   navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
 
@@ -316,10 +405,13 @@ function render({ model, el }) {
     model.off("change:resolution", restart);
     model.off("change:mirror", applyView);
     model.off("change:overlay", applyView);
+    model.off("change:source", applySource);
     document.removeEventListener("keydown", onKey, true);
     navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
     stopStream();
     video.srcObject = null;
+    pendingPreview = null;
+    preview.width = preview.height = 0; // frees the canvas's pixels now, not at collection
   };
 }
 

@@ -2,7 +2,9 @@
 
 Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and
 the front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer,
-never base64) or an ``error``. Nothing here knows about HTTP or widgets.
+never base64) or an ``error``. With a kernel-side source the kernel instead sends the view a
+``preview`` of each frame it uses (JPEG in the first buffer), unanswered. Nothing here knows about
+HTTP or widgets.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "ERROR",
     "FRAME",
     "MAX_FRAME_BYTES",
+    "PREVIEW",
     "SHOWN",
     "SHOW_ANSWER",
     "TOGGLE_LIVE",
@@ -26,12 +29,14 @@ __all__ = [
     "ToggleLive",
     "capture_request",
     "parse_reply",
+    "preview",
     "show_answer",
 ]
 
 # kernel -> front end
 CAPTURE = "capture"
 SHOW_ANSWER = "answer"
+PREVIEW = "preview"
 # front end -> kernel
 FRAME = "frame"
 ERROR = "error"
@@ -96,6 +101,11 @@ def show_answer(seq: int, text: str, *, final: bool = True) -> dict[str, Any]:
     """Tell the view the latest answer (shown as text, never as HTML); the view acknowledges a
     ``final`` one with ``shown`` once it is on screen."""
     return {"kind": SHOW_ANSWER, "seq": seq, "text": text, "final": final}
+
+
+def preview(width: int, height: int) -> dict[str, Any]:
+    """Show a frame a kernel-side source is sending (JPEG in the message's first buffer)."""
+    return {"kind": PREVIEW, "width": width, "height": height, "mime": "image/jpeg"}
 
 
 def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:

@@ -18,6 +18,7 @@ import anywidget
 import traitlets
 
 from ._protocol import (
+    MAX_FRAME_BYTES,
     CaptureFailed,
     Frame,
     ProtocolError,
@@ -25,12 +26,17 @@ from ._protocol import (
     ToggleLive,
     capture_request,
     parse_reply,
+    preview,
     show_answer,
 )
+from ._tasks import running_loop
 
 __all__ = ["RESOLUTIONS", "CameraUnavailable", "CameraView", "static_file"]
 
 RESOLUTIONS = ("auto", "480p", "720p", "1080p")
+
+#: Kernel-source previews sent to the page at most this often (the newest frame wins).
+PREVIEW_EVERY_S = 1 / 25
 
 
 def static_file(name: str) -> Path:
@@ -70,6 +76,9 @@ class CameraView(anywidget.AnyWidget):
     mirror = traitlets.Bool(False).tag(sync=True)
     #: Show the latest answer over the video.
     overlay = traitlets.Bool(True).tag(sync=True)
+    #: ``camera``: the browser camera. Anything else labels a kernel-side source (``_sources.py``):
+    #: the view then never opens the camera and shows the frames the kernel sends (``show_frame``).
+    source = traitlets.Unicode("camera").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -83,6 +92,9 @@ class CameraView(anywidget.AnyWidget):
         self._on_toggle: list[Callable[[], None]] = []
         self._on_shown: list[Callable[[int, float], None]] = []
         self._shown_seqs: set[int] = set()
+        self._preview: tuple[bytes, int, int] | None = None
+        self._preview_sent = 0.0
+        self._preview_timer: asyncio.TimerHandle | None = None
         self.on_msg(self._on_reply)
 
     def on_toggle_live(self, callback: Callable[[], None]) -> None:
@@ -113,6 +125,34 @@ class CameraView(anywidget.AnyWidget):
     def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
         """Show ``text`` over the video in every open view (``final=False``: a streamed part)."""
         self.send(show_answer(seq, text, final=final))
+
+    def show_frame(self, jpeg: bytes, width: int, height: int) -> None:
+        """Show a frame a kernel-side source is sending, in every open view.
+
+        At most one every ``PREVIEW_EVERY_S``: a frame arriving sooner waits, and is replaced by any
+        newer one, so the last frame sent is always the one shown and a fast source costs the page
+        little.
+        """
+        if len(jpeg) > MAX_FRAME_BYTES:
+            return  # the comm would refuse it; the next, smaller frame is shown
+        self._preview = (jpeg, width, height)
+        if self._preview_timer is not None:
+            return  # a send is scheduled: it takes this newer frame
+        wait = self._preview_sent + PREVIEW_EVERY_S - time.monotonic()
+        loop = running_loop()
+        if wait <= 0 or loop is None:
+            self._send_preview()
+        else:
+            self._preview_timer = loop.call_later(wait, self._send_preview)
+
+    def _send_preview(self) -> None:
+        self._preview_timer = None
+        if self._preview is None:
+            return
+        jpeg, width, height = self._preview
+        self._preview = None
+        self._preview_sent = time.monotonic()
+        self.send(preview(width, height), buffers=[jpeg])
 
     def on_shown(self, callback: Callable[[int, float], None]) -> None:
         """``callback(seq, shown_at)`` when a view has final answer ``seq`` on screen (epoch s)."""
