@@ -82,6 +82,12 @@ DETECT_PROMPT = (
     "List at most 10 objects, the most prominent first; an empty list if there are none."
 )
 
+# Labels in printable ASCII without quote or backslash: what OpenCV can draw, and a character
+# class every grammar engine reads. llama.cpp turns a pattern into grammar and then ignores
+# maxLength, so the length is in the pattern too. (Without it, a constrained model can write byte
+# sequences that are not UTF-8, which llama-server then refuses to parse.)
+_LABEL_PATTERN = "^[A-Za-z0-9 ,.:;!?'()/&+#%*_-]{1,40}$"
+
 #: The schema for :data:`DETECT_PROMPT`. Box corners are integers 0–1000 rather than fractions:
 #: llama.cpp's grammar enforces integer bounds but not number bounds, so only integers keep a
 #: constrained model inside the image (and they are fewer tokens). Every part is bounded
@@ -96,7 +102,12 @@ DETECT_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "label": {"type": "string", "minLength": 1, "maxLength": 40},
+                    "label": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 40,
+                        "pattern": _LABEL_PATTERN,
+                    },
                     "box": {
                         "type": "array",
                         "items": {"type": "integer", "minimum": 0, "maximum": 1000},
