@@ -165,6 +165,7 @@ function render({ model, el }) {
   const preview = document.createElement("canvas");
   preview.className = "rtvlm-preview";
   preview.hidden = true;
+  preview.width = preview.height = 0; // nothing to show before the first frame (not 300×150 blank)
   root.append(video, preview, badge, note, overlay);
   el.append(style, root);
   const canvas = document.createElement("canvas");
@@ -254,10 +255,14 @@ function render({ model, el }) {
   let drawing = false;
   let drawnOnce = false;
 
+  /** The kernel sets camera_state for its source too: "ended" (a file without loop) or "error". */
   function showKernelBadge() {
-    badge.dataset.state = "kernel";
+    if (!kernelSource()) return;
+    const state = model.get("camera_state");
+    const trouble = state === "ended" || state === "error";
+    badge.dataset.state = trouble ? state : "kernel";
     const size = drawnOnce ? ` ${preview.width}×${preview.height}` : "";
-    badge.textContent = `kernel source: ${model.get("source")}${size}`;
+    badge.textContent = `kernel source: ${model.get("source")}${size}${trouble ? ` (${state})` : ""}`;
   }
 
   async function drawPreviews() {
@@ -394,6 +399,7 @@ function render({ model, el }) {
   model.on("change:mirror", applyView);
   model.on("change:overlay", applyView);
   model.on("change:source", applySource);
+  model.on("change:camera_state", showKernelBadge);
   document.addEventListener("keydown", onKey, true);
   navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
 
@@ -406,6 +412,7 @@ function render({ model, el }) {
     model.off("change:mirror", applyView);
     model.off("change:overlay", applyView);
     model.off("change:source", applySource);
+    model.off("change:camera_state", showKernelBadge);
     document.removeEventListener("keydown", onKey, true);
     navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
     stopStream();
