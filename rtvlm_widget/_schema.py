@@ -168,7 +168,7 @@ def dataclass_schema(cls: type) -> dict[str, Any]:
 def _dataclass_object(cls: type, stack: tuple[type, ...]) -> dict[str, Any]:
     if cls in stack:
         raise TypeError(f"dataclass {cls.__name__} refers to itself; recursive schemas are not supported")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for f in dataclasses.fields(cls):
@@ -187,6 +187,18 @@ def _dataclass_object(cls: type, stack: tuple[type, ...]) -> dict[str, Any]:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except NameError as exc:
+        # String annotations (``from __future__ import annotations``) resolve in the module's
+        # namespace only, so a dataclass defined inside a function cannot name its neighbours.
+        raise TypeError(
+            f"cannot read the type hints of {cls.__name__} ({exc}); define the dataclasses it "
+            "uses at module level"
+        ) from exc
 
 
 _SCALARS: dict[object, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -228,7 +240,7 @@ def _build(tp: Any, value: Any) -> Any:
     """``value`` (valid JSON data) turned into ``tp``: dataclasses, tuples and enums built."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
-        hints = typing.get_type_hints(tp)
+        hints = _hints(tp)
         kwargs = {
             f.name: _build(hints[f.name], value[f.name])
             for f in dataclasses.fields(tp)

@@ -28,7 +28,7 @@ The scale of the JSON forms (``convention="auto"``), decided once per answer fro
 1. ``box_2d`` → Gemini: 0–1000, y first.
 2. the schema the answer was asked with, when given (``schema=``), declares the box or point
    numbers' ``maximum``: 1 → ``norm1``, 1000 → ``norm1000`` (:data:`DETECT_SCHEMA` uses 1000).
-3. every value between 0 and 1 → ``norm1`` (fractions).
+3. no value above 1.5 → ``norm1`` (fractions; a little beyond 0–1 is clamped).
 4. all values fit in the image sent (``image_size``) → ``pixels`` (``bbox_2d`` of Qwen2.5-VL is in
    pixels of the image it got).
 5. some value is beyond the image but none above 1000 → ``norm1000`` (Qwen2-VL, Qwen3-VL); above
@@ -481,9 +481,10 @@ def _numbers(values: object) -> list[float] | None:
 
 def _guess(raws: list[_Raw], image_size: tuple[int, int] | None) -> str:
     values = [v for r in raws for v in r.coords]
-    if all(-0.01 <= v <= 1.0 for v in values):
-        return "norm1"
     top = max(values)
+    # Fractions a little past the edge happen; no pixel or thousandths box is that small.
+    if top <= 1.5:
+        return "norm1"
     if image_size is None:
         return "norm1000" if top <= 1000 else "pixels"
     width, height = image_size

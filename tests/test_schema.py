@@ -192,6 +192,17 @@ def test_dataclasses_that_json_schema_cannot_express_are_refused() -> None:
     with pytest.raises(TypeError, match="not a dataclass"):
         dataclass_schema(int)
 
+    @dataclass
+    class Local:
+        spot: Spot
+
+    @dataclass
+    class Outer:
+        inner: Local  # a string annotation: resolved in the module, where Local is unknown
+
+    with pytest.raises(TypeError, match="define the dataclasses it uses at module level"):
+        dataclass_schema(Outer)
+
 
 # -- schemas from Pydantic models (optional dependency, installed for the tests) ---------------------
 
