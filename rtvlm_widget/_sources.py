@@ -120,9 +120,11 @@ class KernelSource:
             self.close()
 
     def _state(self, state: str, problem: str) -> None:
+        """The panel's camera badge reads the view's state: say what the source is, or what is wrong
+        with it (problems name the source)."""
         if self._view is not None:
             self._view.camera_state = state
-            self._view.camera_message = f"kernel source: {self.label}" + (f"; {problem}" if problem else "")
+            self._view.camera_message = problem or f"kernel source: {self.label}"
 
     def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
         """Show an answer over the preview (as for the camera)."""

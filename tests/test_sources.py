@@ -4,6 +4,9 @@ MJPEG-over-HTTP stream, and the controller against the real llama-server."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
+import socketserver
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,7 @@ from rtvlm_widget import (
     ChatParams,
     Frame,
     KernelSource,
+    RealtimeVLM,
     SourceEnded,
     SourceError,
     VLMClient,
@@ -350,6 +354,28 @@ def test_close_stops_the_reader_thread() -> None:
             run_async(_capture_n(source, 1))
 
 
+def test_http_url_of_a_video_file_plays_like_a_file(clip: Path) -> None:
+    handler = functools.partial(_QuietFiles, directory=str(clip.parent))
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://viewer:pw@127.0.0.1:{server.server_address[1]}/clip.avi"
+        source = open_source(url, realtime=False)
+        try:
+            assert (
+                not source.live
+                and source.label == f"video http://***@127.0.0.1:{server.server_address[1]}/clip.avi"
+            )
+            assert _indices(source, 32) == [*range(30), 0, 1]
+        finally:
+            source.close()
+            server.shutdown()
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
 # -- the view -------------------------------------------------------------------------------------
 def test_the_view_shows_the_source_its_frames_and_its_end(clip: Path) -> None:
     view = RecordingView()
@@ -447,3 +473,18 @@ def test_controller_records_the_end_of_a_file_as_an_error(llama_server: LlamaSer
     assert first.ok and second.ok
     assert [index_of(first.jpeg), index_of(second.jpeg)] == [1, 2]
     assert third.error is not None and "played to its end" in third.error
+
+
+# -- RealtimeVLM ----------------------------------------------------------------------------------
+def test_realtime_vlm_reads_frames_from_the_source_it_is_given(clip: Path, tmp_path: Path) -> None:
+    app = RealtimeVLM(base_url="http://127.0.0.1:9", source=clip, realtime=False)
+    source = app._source
+    assert isinstance(source, KernelSource)
+    assert app.view.source == "video clip.avi" and app.view.camera_state == "live"
+    assert _indices(source, 2) == [0, 1]
+    app.close()  # closing the panel releases the source
+    with pytest.raises(SourceError, match="is closed"):
+        _indices(source, 1)
+    assert isinstance(RealtimeVLM(base_url="http://127.0.0.1:9")._source, CameraView)
+    with pytest.raises(SourceError, match="no such video file or image folder"):
+        RealtimeVLM(base_url="http://127.0.0.1:9", source=tmp_path / "nope.mp4")
