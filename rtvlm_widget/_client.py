@@ -57,8 +57,9 @@ _NO_IMAGE_PHRASES = (
 
 
 #: How a schema can travel, best first; a server that refuses one form gets the next
-#: (``VLMClient.schema_format``). ``json_object_schema`` is llama.cpp's ``json_object`` with a
-#: ``schema`` beside it (still a grammar there); from it on the prompt also spells out the schema.
+#: (``VLMClient.schema_format(schema)``). ``json_object_schema`` is llama.cpp's ``json_object``
+#: with a ``schema`` beside it (still a grammar there); from it on the prompt also spells out the
+#: schema.
 SCHEMA_FORMATS = ("json_schema", "json_object_schema", "json_object", "prompt")
 
 # Words in a 400/422 refusal that blame the response_format (llama.cpp before json_schema support:
@@ -262,17 +263,24 @@ class VLMClient:
         )
         # Set once a server refused stream_options; later requests leave it out.
         self._no_stream_options = False
-        # Index into SCHEMA_FORMATS: raised each time the server refuses a form of the schema.
-        self._schema_level = 0
+        # Per schema (its text): index into SCHEMA_FORMATS, raised each time the server refuses a
+        # form, and the server's words. Per schema, as servers refuse either every json_schema
+        # (older llama.cpp, some gateways) or just the one their grammar converter cannot take.
+        self._schema_levels: dict[str, int] = {}
+        self._schema_refusals: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"VLMClient(base_url={redact_url(self.base_url)!r})"
 
-    @property
-    def schema_format(self) -> str:
-        """How this client sends a schema now: ``json_schema`` until the server refused it (see
+    def schema_format(self, schema: Schema) -> str:
+        """How this client sends ``schema`` now: ``json_schema`` until the server refused it (see
         :data:`SCHEMA_FORMATS`)."""
-        return SCHEMA_FORMATS[self._schema_level]
+        return SCHEMA_FORMATS[self._schema_levels.get(schema.text, 0)]
+
+    def schema_refusal(self, schema: Schema) -> str | None:
+        """The server's words when it last refused a form of ``schema`` (None if it never did),
+        e.g. why llama.cpp could not turn it into a grammar."""
+        return self._schema_refusals.get(schema.text)
 
     def url(self, path: str) -> str:
         """The full, printable URL of an API path such as ``/v1/models``."""
@@ -314,13 +322,13 @@ class VLMClient:
         used: list[str | None] = [None]
 
         def body() -> dict[str, Any]:
-            level = SCHEMA_FORMATS[self._schema_level]
+            level = self.schema_format(params.schema) if params.schema is not None else "json_schema"
             used[0] = level if params.schema is not None else None
             return build_chat_body(
                 params, images, usage_in_stream=not self._no_stream_options, schema_format=level
             )
 
-        async with self._open(path, body, has_images=bool(images)) as response:
+        async with self._open(path, body, has_images=bool(images), schema=params.schema) as response:
             is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
             if params.stream and is_sse:
                 completion = await self._read_stream(response, url, started, on_text)
@@ -334,7 +342,12 @@ class VLMClient:
 
     @contextlib.asynccontextmanager
     async def _open(
-        self, path: str, make_body: Callable[[], dict[str, Any]], *, has_images: bool
+        self,
+        path: str,
+        make_body: Callable[[], dict[str, Any]],
+        *,
+        has_images: bool,
+        schema: Schema | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """POST ``make_body()`` and yield the response with its body unread; errors become
         VLMErrors. A refusal of an optional field is remembered and the body made again without it
@@ -349,14 +362,14 @@ class VLMClient:
                     return
                 async with self._transport_errors(url, during="the error answer"):
                     await response.aread()
-                if self._step_back(body, response.status_code, _server_message(response)):
+                if self._step_back(body, response.status_code, _server_message(response), schema):
                     body = make_body()
                     continue
                 raise self._status_error(response, url, has_images)
             finally:
                 await response.aclose()
 
-    def _step_back(self, body: dict[str, Any], status: int, detail: str) -> bool:
+    def _step_back(self, body: dict[str, Any], status: int, detail: str, schema: Schema | None) -> bool:
         """True when ``detail`` refuses an optional part of ``body`` that can be left out or sent in
         a plainer form; the client then remembers it for every later request."""
         # Some servers refuse the stream_options field; later requests leave it out.
@@ -365,9 +378,16 @@ class VLMClient:
             return True
         used = _schema_format_of(body)
         words = detail.lower()
-        if used is not None and status in (400, 422) and any(w in words for w in _FORMAT_REFUSAL_WORDS):
+        if (
+            schema is not None
+            and used is not None
+            and status in (400, 422)
+            and any(w in words for w in _FORMAT_REFUSAL_WORDS)
+        ):
             # max(): with several requests in flight, each refusal steps back from what it sent.
-            self._schema_level = max(self._schema_level, SCHEMA_FORMATS.index(used) + 1)
+            level = max(self._schema_levels.get(schema.text, 0), SCHEMA_FORMATS.index(used) + 1)
+            self._schema_levels[schema.text] = level
+            self._schema_refusals[schema.text] = detail
             return True
         return False
 

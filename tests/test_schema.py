@@ -395,10 +395,11 @@ _ANSWER = '{"objects": [{"label": "cup", "box": [100, 200, 300, 400]}]}'
 
 
 def test_server_refusing_json_schema_gets_json_object_with_the_schema_from_then_on() -> None:
-    params = ChatParams(prompt="Find things.", schema=to_schema(DETECT_SCHEMA))
+    schema = to_schema(DETECT_SCHEMA)
+    params = ChatParams(prompt="Find things.", schema=schema)
     with FormatRefusingServer({"json_schema": OLD_LLAMA_CPP_REFUSAL}, _ANSWER) as server:
         client = VLMClient(server.base_url)
-        assert client.schema_format == "json_schema"
+        assert client.schema_format(schema) == "json_schema" and client.schema_refusal(schema) is None
 
         async def twice(c: VLMClient) -> list[Completion]:
             return [await c.chat(params), await c.chat(params)]
@@ -406,10 +407,13 @@ def test_server_refusing_json_schema_gets_json_object_with_the_schema_from_then_
         first, second = run(twice, client)
         # Refused once, asked again at once, and the step back remembered for the next frame.
         assert server.formats == ["json_schema", "json_object_schema", "json_object_schema"]
-        assert client.schema_format == "json_object_schema"
+        assert client.schema_format(schema) == "json_object_schema"
+        assert client.schema_refusal(schema) == OLD_LLAMA_CPP_REFUSAL
         assert first.schema_format == second.schema_format == "json_object_schema"
         assert parse_structured(first.text, DETECT_SCHEMA) == (json.loads(_ANSWER), None)
         assert "Answer with only a JSON value" in server.requests[1]["messages"][0]["content"][-1]["text"]
+        # Remembered per schema: another one is offered as json_schema first.
+        assert client.schema_format(to_schema({"type": "object"})) == "json_schema"
 
 
 def test_server_refusing_every_response_format_gets_the_schema_in_the_prompt() -> None:
@@ -418,12 +422,13 @@ def test_server_refusing_every_response_format_gets_the_schema_in_the_prompt() -
         "json_object_schema": "Unrecognized request argument supplied: response_format.schema",
         "json_object": "response_format is not supported by this model",
     }
-    params = ChatParams(prompt="Find things.", schema=to_schema(DETECT_SCHEMA), stream=False)
+    schema = to_schema(DETECT_SCHEMA)
+    params = ChatParams(prompt="Find things.", schema=schema, stream=False)
     with FormatRefusingServer(refusals, _ANSWER) as server:
         client = VLMClient(server.base_url)
         answer = run(lambda c: c.chat(params), client)
         assert server.formats == ["json_schema", "json_object_schema", "json_object", "none"]
-        assert answer.schema_format == "prompt" and client.schema_format == "prompt"
+        assert answer.schema_format == "prompt" and client.schema_format(schema) == "prompt"
         assert answer.text == _ANSWER
 
 
@@ -562,3 +567,22 @@ def test_llama_server_json_object_with_a_schema_is_still_a_grammar(llama_server:
             reply = http.post("/v1/chat/completions", json=body).json()
             text = reply["choices"][0]["message"]["content"]
             assert parse_structured(text, schema)[1] is None, text
+
+
+def test_llama_server_refusing_a_schema_it_cannot_convert_steps_back_and_says_why(
+    llama_server: LlamaServer,
+) -> None:
+    # An unbalanced pattern: llama.cpp's grammar converter refuses the schema (400), in every form
+    # that carries it, so the request ends as a plain json_object and the reason is kept.
+    schema = to_schema({"type": "object", "properties": {"a": {"type": "string", "pattern": "^(a$"}}})
+    params = ChatParams(prompt="hi", max_tokens=40, temperature=0, schema=schema)
+    client = VLMClient(llama_server.base_url)
+
+    async def ask(c: VLMClient) -> Completion:
+        return await c.chat(params)
+
+    answer = run(ask, client)
+    assert answer.schema_format == "json_object" == client.schema_format(schema)
+    assert answer.finish_reason == "stop" and isinstance(extract_json(answer.text), dict)
+    refusal = client.schema_refusal(schema)
+    assert refusal is not None and "Invalid pattern" in refusal
