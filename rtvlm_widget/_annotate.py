@@ -1,11 +1,14 @@
-"""Draw the shapes of an answer onto the frame the model saw (OpenCV, BGR)."""
+"""Draw the shapes of an answer onto the frame the model saw (OpenCV, BGR).
+
+OpenCV is imported when drawing, not with this module (its import is slow, and importing the
+shapes or schema code must not need it).
+"""
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -27,8 +30,6 @@ PALETTE: tuple[BGR, ...] = (
     (60, 60, 255),
     (180, 255, 120),
 )
-
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def pixel_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
@@ -52,6 +53,8 @@ def annotate(
     """A copy of ``image`` (JPEG/PNG bytes or a BGR array) with the boxes and points drawn and
     labelled. ``color`` (BGR) for all shapes, else a color per label from :data:`PALETTE`;
     ``thickness`` defaults to about one pixel per 240 pixels of the shorter side."""
+    import cv2
+
     canvas = _decode(image)
     height, width = canvas.shape[:2]
     line = thickness or max(1, round(min(width, height) / 240))
@@ -83,6 +86,8 @@ def annotate(
 
 
 def _decode(image: bytes | Image) -> Image:
+    import cv2
+
     if isinstance(image, (bytes, bytearray, memoryview)):
         decoded = cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR)
         if decoded is None:
@@ -105,13 +110,15 @@ def _label_color(label: str) -> BGR:
 def _label(canvas: Image, label: str, anchor: tuple[int, int], ink: BGR, line: int, *, below: bool) -> None:
     """``label`` on a filled tag in ``ink`` at ``anchor``: above a box's top-left corner (inside
     it when there is no room above), or from a point's side."""
+    import cv2
+
     # Hershey fonts draw ASCII only; anything else would come out as "?" glyphs anyway.
     text = "".join(ch if " " <= ch <= "~" else "?" for ch in label)[:40].strip()
     if not text:
         return
     height, width = canvas.shape[:2]
     scale = max(0.4, min(width, height) / 1200)
-    (text_w, text_h), baseline = cv2.getTextSize(text, _FONT, scale, line)
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, line)
     pad = 2
     tag_h = text_h + baseline + 2 * pad
     x = min(max(anchor[0], 0), max(width - text_w - 2 * pad, 0))
@@ -126,7 +133,7 @@ def _label(canvas: Image, label: str, anchor: tuple[int, int], ink: BGR, line: i
         canvas,
         text,
         (x + pad, y_top + pad + text_h),
-        _FONT,
+        cv2.FONT_HERSHEY_SIMPLEX,
         scale,
         (0, 0, 0) if light else (255, 255, 255),
         line,

@@ -485,13 +485,12 @@ def extract_json(text: str) -> Any:
     candidates = [stripped] + [m.group(1).strip() for m in _FENCE.finditer(stripped)]
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            return _decode(candidate, 0, whole=True)[0]
         except json.JSONDecodeError as exc:
             if candidate is not stripped and first_error is None:
                 first_error = exc
     # JSON after prose: decode from each "{" or "[" that is not inside a value already found, and
     # prefer an object (a footnote like "[1]" before the answer is an array too).
-    decoder = json.JSONDecoder()
     found: list[Any] = []
     end = 0
     starts = [i for i, ch in enumerate(stripped) if ch in "{["][:_MAX_JSON_STARTS]
@@ -499,7 +498,7 @@ def extract_json(text: str) -> Any:
         if start < end:
             continue
         try:
-            value, end = decoder.raw_decode(stripped, start)
+            value, end = _decode(stripped, start, whole=False)
         except json.JSONDecodeError as exc:
             first_error = first_error or exc
             continue
@@ -513,6 +512,20 @@ def extract_json(text: str) -> Any:
     raise ValueError(f"the JSON in the answer is not valid ({first_error.msg} at char {first_error.pos})")
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _decode(text: str, start: int, *, whole: bool) -> tuple[Any, int]:
+    """``json.loads`` (``whole``) or ``raw_decode`` from ``start``; absurd nesting (a model stuck
+    on "[[[[") is a decode error here rather than a RecursionError."""
+    try:
+        if whole:
+            return json.loads(text), len(text)
+        return _DECODER.raw_decode(text, start)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, start) from None
+
+
 def parse_structured(
     text: str, schema: Schema | Mapping[str, Any] | type, *, finish_reason: str | None = None
 ) -> tuple[Any, str | None]:
@@ -524,16 +537,16 @@ def parse_structured(
     takes.
     """
     spec = to_schema(schema)
+    # A cut-off answer may still hold a complete inner object (found after the broken outer one),
+    # so the hint goes with any failure, not only with broken JSON.
+    cut = "; the answer was cut off at max_tokens, so raise max_tokens" if finish_reason == "length" else ""
     try:
         data = extract_json(text)
     except ValueError as exc:
-        reason = str(exc)
-        if finish_reason == "length":
-            reason += "; the answer was cut off at max_tokens, so raise max_tokens"
-        return None, reason
+        return None, f"{exc}{cut}"
     problem = validate(data, spec)
     if problem is not None:
-        return None, f"the answer does not match the schema: {problem}"
+        return None, f"the answer does not match the schema: {problem}{cut}"
     if spec.target is None:
         return data, None
     return _instantiate(spec.target, data)

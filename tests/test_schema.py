@@ -356,6 +356,15 @@ def test_answers_without_json_say_why() -> None:
     assert data is None and error is not None
     assert error.startswith("the JSON in the answer is not valid")
     assert error.endswith("cut off at max_tokens, so raise max_tokens")
+    # Cut off after one complete inner object: that object is found, and fails the schema.
+    cut = 'Here you go: {"objects": [{"label": "cup", "box": [1, 2, 3, 4]}, {"label": "pl'
+    data, error = parse_structured(cut, DETECT_SCHEMA, finish_reason="length")
+    assert data is None and error is not None
+    assert error.startswith('the answer does not match the schema: $: missing required property "objects"')
+    assert error.endswith("so raise max_tokens")
+    # A model stuck on one token: an error, not a RecursionError.
+    data, error = parse_structured("[" * 100_000, DETECT_SCHEMA)
+    assert data is None and error is not None and "nested too deeply" in error
 
 
 # -- the request body -----------------------------------------------------------------------------
