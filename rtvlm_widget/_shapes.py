@@ -35,7 +35,10 @@ The scale of the JSON forms (``convention="auto"``), decided once per answer fro
    1000 → ``pixels`` anyway (clamped). Without ``image_size`` values up to 1000 read as ``norm1000``.
 
 A box of pixels-sized numbers that also fit 0–1000 is ambiguous; name the convention when you know
-the model (``norm1000`` for Qwen2-VL/Qwen3-VL, ``qwen25`` or ``pixels`` for Qwen2.5-VL).
+the model (``norm1000`` for Qwen2-VL/Qwen3-VL, ``qwen25`` or ``pixels`` for Qwen2.5-VL). Named
+conventions: ``norm1`` fractions, ``norm1000`` thousandths, ``pixels``/``qwen25`` pixels of
+``image_size``, ``gemini`` thousandths with every box and point written y first, ``molmo`` and
+``paligemma`` their text forms only.
 """
 
 from __future__ import annotations
