@@ -18,10 +18,12 @@ from ._blocking import run_blocking
 from ._client import ChatParams, VLMClient, redact_url
 from ._compare import Comparison, Job, frame_from, plan_compare, plan_replay, run_grid
 from ._controller import Controller
+from ._costs import parse_send_size
 from ._history import History, load_session
 from ._panel import Panel
 from ._protocol import Frame
 from ._records import Answer
+from ._sendsize import ProbeResult
 from ._sources import KernelSource, open_source
 from ._tasks import bound_to_loop
 from ._widget import CameraView
@@ -55,6 +57,9 @@ class RealtimeVLM:
             apart, as N images in one message (for questions about motion).
         frame_spacing: seconds between the frames of a multi-frame request.
         history_limit: answers kept in ``history`` (oldest dropped first), frames included.
+        send_size: longest edge (px) of the JPEG sent — ``"auto"`` (default: probe the server
+            once per model and send the largest size that costs no more image tokens than the
+            smallest), ``"original"`` / 0 (as the camera gives it), or e.g. 512.
         source: where frames come from. ``None``: the browser's camera. Otherwise read by the
             kernel with OpenCV and shown in the panel's preview: a video file path, a stream URL
             (``rtsp://…``, ``http://…/x.mjpg``), a camera index on the kernel's machine, a folder
@@ -80,6 +85,7 @@ class RealtimeVLM:
         history_limit: int = 1000,
         source: object = None,
         realtime: bool = True,
+        send_size: int | str = "auto",
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.view = CameraView()
@@ -102,6 +108,7 @@ class RealtimeVLM:
             frames_per_request=frames_per_request,
             frame_spacing_s=frame_spacing,
             history_limit=history_limit,
+            send_size=send_size,
         )
         self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
@@ -207,6 +214,37 @@ class RealtimeVLM:
         Load it back with ``rtvlm_widget.load_session(path)``. Returns the folder.
         """
         return self.history.save(path)
+
+    # -- send size -------------------------------------------------------------------------------
+    @property
+    def send_size(self) -> int | str:
+        """``"auto"``, 0 (original) or a longest edge in pixels; settable (the panel follows)."""
+        return self._controller.send_size.mode
+
+    @send_size.setter
+    def send_size(self, value: int | str) -> None:
+        mode = parse_send_size(value)
+        self._controller.send_size.set_mode(mode)
+        self._panel.send_size.show_mode(mode)
+
+    def probe_send_sizes(self) -> ProbeResult:
+        """Send a fresh frame at 256–1024 px and as it is, with ``max_tokens`` 1, and return the
+        table of prompt tokens, image tokens and latency per size; in auto mode the chosen size
+        is used from now on. The cell blocks meanwhile (``probe_send_sizes_async`` does not)."""
+        client = self._panel.new_client()
+        controller = self._controller
+
+        async def probe() -> ProbeResult:
+            try:
+                return await controller.probe_send_size(client)
+            finally:
+                await client.aclose()
+
+        return run_blocking(probe)
+
+    async def probe_send_sizes_async(self) -> ProbeResult:
+        """``probe_send_sizes()`` without blocking the cell."""
+        return await self._controller.probe_send_size()
 
     # -- comparisons and replays ---------------------------------------------------------------
     def compare(

@@ -22,11 +22,13 @@ from dataclasses import replace
 from typing import Protocol
 
 from ._client import ChatParams, Completion, VLMClient
+from ._costs import ImageCost, SendSize, SizedSource
 from ._errors import VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._records import Answer, Timing
 from ._sampler import FrameSampler
+from ._sendsize import ORIGINAL, ProbeResult, probe_send_sizes
 from ._tasks import spawn
 from ._widget import CameraUnavailable
 
@@ -63,8 +65,13 @@ class Controller:
         frames_per_request: int = 1,
         frame_spacing_s: float = 0.5,
         history_limit: int = 1000,
+        send_size: object = ORIGINAL,
     ) -> None:
-        self.source = source
+        #: The longest edge frames are sent at (auto: probed per server and model).
+        self.send_size = SendSize(send_size)
+        self.source = SizedSource(source, self.send_size)
+        self.costs = ImageCost()
+        self._probing = False
         self.client = client
         self._params = params
         self.interval_s = interval_s
@@ -73,7 +80,7 @@ class Controller:
         self.frames_per_request = frames_per_request
         self.frame_spacing_s = frame_spacing_s
         self._sampler: FrameSampler | None = None
-        self._prefetch = Prefetcher(source)
+        self._prefetch = Prefetcher(self.source)
         #: Live mode: ask for the next turn's frame ahead of time (False: only once the turn began).
         self.prefetch = True
         self.history: deque[Answer] = deque(maxlen=history_limit)
@@ -189,21 +196,43 @@ class Controller:
         prefetched = False
         frames = list(frames or [])
         try:
+            params = await self._with_model(params, client)
+            if not frames and self.send_size.needs_probe(client.base_url, params.model) and not self._probing:
+                await self.probe_send_size(client, params)
             if not frames and foreign_loop:
                 frames = [await self.source.capture()]
             elif not frames:
                 frames, prefetched = await self._frames()
             frame = frames[-1]
-            params = await self._with_model(params, client)
             images = [f.jpeg for f in frames]
             completion = await client.chat(params, images, on_text=self._partials(frame.seq))
+            cost = await self.costs.per_frame(client, params, completion.usage, len(frames))
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             error = str(exc) or type(exc).__name__
             return _answer(params, frames, None, started, waited_s, error=error, exception=exc)
-        return _answer(params, frames, completion, started, waited_s, prefetched=prefetched)
+        return _answer(
+            params, frames, completion, started, waited_s, prefetched=prefetched, image_tokens=cost
+        )
+
+    async def probe_send_size(
+        self, client: VLMClient | None = None, params: ChatParams | None = None
+    ) -> ProbeResult:
+        """Send a fresh frame at several sizes (``max_tokens`` 1) and, in auto mode, use the
+        chosen size from now on for this server and model. Returns the probe's table."""
+        client = client or self.client
+        params = await self._with_model(params or self.params, client)
+        self._probing = True
+        try:
+            frame = await self.source.capture_original()
+            result = await probe_send_sizes(client, params, frame.jpeg)
+        finally:
+            self._probing = False
+        self.costs.remember(client, params, result.text_tokens)
+        self.send_size.set_probe(result, client.base_url, params.model)
+        return result
 
     async def _frames(self) -> tuple[list[Frame], bool]:
         """The frame(s) for one request (one fresh frame, or the sampler's last N), and whether
@@ -340,6 +369,7 @@ def _answer(
     error: str | None = None,
     exception: BaseException | None = None,
     prefetched: bool = False,
+    image_tokens: int | None = None,
 ) -> Answer:
     total = time.perf_counter() - started
     frame = frames[-1] if frames else None
@@ -366,6 +396,7 @@ def _answer(
         total_s=total,
         first_token_s=completion.first_token_s if completion else None,
         usage=completion.usage if completion else None,
+        image_tokens=image_tokens,
         finish_reason=completion.finish_reason if completion else None,
         frame_width=frame.width if frame else 0,
         frame_height=frame.height if frame else 0,

@@ -17,14 +17,16 @@ import ipywidgets as widgets
 from ._apicheck import check_api
 from ._client import VLMClient
 from ._controller import Controller
+from ._costs import AUTO
 from ._errors import VLMError
 from ._logview import LogView
 from ._metrics import RollingStats
 from ._plot import LatencyPlot
 from ._records import Answer
+from ._sendsize_ui import SendSizeControls
 from ._tasks import bound_to_loop, running_loop, spawn
 from ._ui import Badge, KeyBox, classed
-from ._widget import RESOLUTIONS, CameraView
+from ._widget import RESOLUTIONS, CameraUnavailable, CameraView
 
 __all__ = ["Panel"]
 
@@ -195,8 +197,12 @@ class Panel:
             self.api_badge.widget, self.readout, self.plot,
         )  # fmt: skip
         generation = section("Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature))
+        self.send_size = SendSizeControls(controller.send_size, on_loop=self._on_loop)
         camera = section(
-            "Camera", row(self.device, self.resolution), row(self.quality, self.mirror, self.overlay)
+            "Camera",
+            row(self.device, self.resolution),
+            row(self.quality, self.mirror, self.overlay),
+            self.send_size.root,
         )
         api = section(
             "API",
@@ -373,6 +379,12 @@ class Panel:
             self.test_api.disabled = False
         self.api_badge.set("API: ok" if result.ok else "API: problem", "ok" if result.ok else "error")
         self.status.value = result.summary()
+        if result.ok and self._controller.send_size.mode == AUTO and self._view.camera_state == "live":
+            # Test API also measures what a frame costs at each send size (the table shows it).
+            try:
+                await self._controller.probe_send_size()
+            except (VLMError, CameraUnavailable) as exc:
+                self.send_size.summary.value = f"send size: probe failed ({exc})"
 
     # -- answers and run state ------------------------------------------------------------------
     def _show_answer(self, answer: Answer) -> None:
@@ -401,7 +413,8 @@ class Panel:
         last = answers[-1]
         if last.ok:
             tokens = f", {last.usage.completion_tokens} tokens" if last.usage else ""
-            self.status.value = f"answer #{last.seq} in {last.latency_s * 1000:.0f} ms{tokens}"
+            image = f", {last.image_tokens} image tokens/frame" if last.image_tokens is not None else ""
+            self.status.value = f"answer #{last.seq} in {last.latency_s * 1000:.0f} ms{tokens}{image}"
         else:
             self.status.value = f"error: {last.error}"
         self.readout.value = self._stats.readout().describe()

@@ -62,6 +62,9 @@ class Answer:
     #: Seconds from sending the request to the first streamed token (None when not streamed).
     first_token_s: float | None = None
     usage: Usage | None = None
+    #: Prompt tokens the image cost, per frame (prompt tokens minus the text-only prompt's);
+    #: None when the server reports no usage.
+    image_tokens: int | None = None
     finish_reason: str | None = None
     frame_width: int = 0
     frame_height: int = 0

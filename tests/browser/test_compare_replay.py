@@ -88,11 +88,11 @@ def test_compare_prompts_by_models_and_replay_a_recorded_session(
     assert compared["n"] == 4 and compared["rows"] == 4
     # Not recorded in the session: a comparison is its own table.
     assert compared["history"] == 0
-    cells = {(row, column): rest for row, column, *rest in compared["cells"]}
-    assert sorted(cells) == sorted(
+    answers = {(row, column): rest for row, column, *rest in compared["cells"]}
+    assert sorted(answers) == sorted(
         (p, m) for p in ("Name a color.", "Count the squares.") for m in ("tiny-a", "tiny-b")
     )
-    for (row, _column), (prompt, model, ok, text) in cells.items():
+    for (row, _column), (prompt, model, ok, text) in answers.items():
         # llama-server answers every alias under its first name.
         assert (prompt, model, ok) == (row, "tiny-a", True) and text.strip()
     # Every cell saw the same frozen frame.
@@ -104,7 +104,7 @@ def test_compare_prompts_by_models_and_replay_a_recorded_session(
     grid = output.locator(".rtvlm-grid")
     assert "4 / 4 done" in (grid.text_content() or "")
     texts = [grid.locator("textarea").nth(i).input_value() for i in range(4)]
-    assert sorted(texts) == sorted(v[3] for v in cells.values())
+    assert sorted(texts) == sorted(v[3] for v in answers.values())
     heads = output.locator(".rtvlm-grid-head").all_text_contents()
     assert heads == ["tiny-a", "tiny-b"]
     assert grid.locator("img").count() == 1  # the frozen frame

@@ -388,7 +388,7 @@ def test_generation_controls_reach_the_server(
     panel.send_once()
     cells = panel.row_cells()
     assert cells[3] == "ok" and cells[4].endswith("+7"), cells
-    panel.expect_status(r"^answer #\d+ in \d+ ms, 7 tokens$")
+    panel.expect_status(r"^answer #\d+ in \d+ ms, 7 tokens, 16 image tokens/frame$")
 
     # Temperature: at 2.0 (from the constructor) answers for the same frame vary; at 0 they repeat.
     hot = []
@@ -443,7 +443,7 @@ def test_answer_overlay_and_request_log(jupyter_lab: JupyterLab, notebook_page: 
             "controls_log.ipynb",
             [
                 "from rtvlm_widget import RealtimeVLM\n"
-                f"app = RealtimeVLM(base_url={server.base_url!r}, interval=0.1)\n"
+                f"app = RealtimeVLM(base_url={server.base_url!r}, interval=0.1, send_size='original')\n"
                 "app",
                 PROBE_CELL,
                 "app._panel.log.max_rows = 3",
@@ -530,7 +530,8 @@ def test_answer_overlay_and_request_log(jupyter_lab: JupyterLab, notebook_page: 
         assert state["log_rows"] == 3
         answered = len(state["history"])
         # Every answer is in the history; at most one request was cut short by Stop (no record).
-        assert len(server.requests) - 1 <= answered <= len(server.requests), (answered, len(server.requests))
+        sent = len(server.image_requests)
+        assert sent - 1 <= answered <= sent, (answered, sent)
 
         # Clear empties the log and the answer box; the session's history keeps everything.
         panel.click("button.rtvlm-clear")

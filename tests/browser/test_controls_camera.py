@@ -304,7 +304,8 @@ def notebooks(
             return nb
 
         quadrant_browser = browser(quadrants, auto_allow=False)  # the context decides
-        gapp = _app_cell(gated.base_url, "gapp", model="gated", interval=0.1)
+        # A fixed send size: no probe requests mixed into the counts of the tests below.
+        gapp = _app_cell(gated.base_url, "gapp", model="gated", interval=0.1, send_size="original")
         main = notebook(quadrant_browser, "camera_main.ipynb", [llama, gapp], camera=True)
         opened = Notebooks(
             main=main,
@@ -628,7 +629,7 @@ def test_stop_cancels_the_request_in_flight(main_nb: NotebookPage, gated: GatedS
     assert last["text"] == GATED_ANSWER and last["error"] is None
     expect(panel.answer).to_have_value(GATED_ANSWER, timeout=WAIT_MS)
     assert facts(main_nb, "gapp")["count"] == 1
-    assert len(gated.requests) == 2
+    assert len(gated.image_requests) == 2
 
 
 def test_typing_spaces_in_the_instruction_does_not_toggle_live(
@@ -638,7 +639,7 @@ def test_typing_spaces_in_the_instruction_does_not_toggle_live(
     panel.wait_live()
     gated.release()
     expect(panel.run_badge).not_to_have_text("live")
-    requests, count = len(gated.requests), facts(main_nb, "gapp")["count"]
+    requests, count = len(gated.image_requests), facts(main_nb, "gapp")["count"]
 
     panel.prompt.click()
     main_nb.page.keyboard.press("ControlOrMeta+A")
@@ -654,7 +655,7 @@ def test_typing_spaces_in_the_instruction_does_not_toggle_live(
     expect(panel.run_badge).to_have_text("idle")
     expect(panel.run).to_have_text("Start")
     assert facts(main_nb, "gapp")["count"] == count + 1
-    assert len(gated.requests) == requests + 1
+    assert len(gated.image_requests) == requests + 1
     # The server got the spaces too.
     content = gated.requests[-1]["messages"][-1]["content"]
     texts = [part["text"] for part in content if part["type"] == "text"]

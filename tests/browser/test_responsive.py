@@ -15,7 +15,7 @@ def test_cells_run_while_a_request_is_in_flight(jupyter_lab: JupyterLab, noteboo
             "gated.ipynb",
             [
                 "from rtvlm_widget import RealtimeVLM\n"
-                f"app = RealtimeVLM(base_url={server.base_url!r}, model='gated')\n"
+                f"app = RealtimeVLM(base_url={server.base_url!r}, model='gated', send_size='original')\n"
                 "app",
                 "print('in flight:', app.last_answer is None, len(app.history))",
             ],
@@ -35,11 +35,11 @@ def test_cells_run_while_a_request_is_in_flight(jupyter_lab: JupyterLab, noteboo
         )
 
     # One request, carrying the frame as one JPEG data URL next to the prompt.
-    assert len(server.requests) == 1
-    content = server.requests[0]["messages"][0]["content"]
+    assert len(server.image_requests) == 1
+    content = server.image_requests[0]["messages"][0]["content"]
     images = [part["image_url"]["url"] for part in content if part["type"] == "image_url"]
     assert len(images) == 1
     prefix = "data:image/jpeg;base64,"
     assert images[0].startswith(prefix)
     assert base64.b64decode(images[0][len(prefix) :])[:3] == b"\xff\xd8\xff"
-    assert server.requests[0]["model"] == "gated"
+    assert server.image_requests[0]["model"] == "gated"

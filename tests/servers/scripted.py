@@ -42,6 +42,11 @@ class GatedServer(ThreadedServer):
     def release(self) -> None:
         self._gate.set()
 
+    @property
+    def image_requests(self) -> list[dict[str, Any]]:
+        """The chat requests that carried an image (not the widget's text-only token count)."""
+        return [r for r in self.requests if _has_image(r)]
+
     def hold(self) -> None:
         """Hold the following requests again (after ``release``)."""
         self._gate.clear()
@@ -106,3 +111,11 @@ class GatedServer(ThreadedServer):
                 )
 
         return Handler
+
+
+def _has_image(body: dict[str, Any]) -> bool:
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, list) and any(part.get("type") == "image_url" for part in content):
+            return True
+    return False
