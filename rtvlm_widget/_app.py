@@ -23,6 +23,7 @@ from ._history import History, load_session
 from ._panel import Panel
 from ._protocol import Frame
 from ._records import Answer
+from ._schema import to_schema
 from ._sendsize import ProbeResult
 from ._sources import KernelSource, open_source
 from ._tasks import bound_to_loop
@@ -86,6 +87,7 @@ class RealtimeVLM:
         source: object = None,
         realtime: bool = True,
         send_size: int | str = "auto",
+        schema: object = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self.view = CameraView()
@@ -102,6 +104,7 @@ class RealtimeVLM:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stream=stream,
+                schema=to_schema(schema) if schema is not None else None,
             ),
             interval_s=interval,
             max_in_flight=max_in_flight,
@@ -158,8 +161,8 @@ class RealtimeVLM:
     def ask(self, prompt: str | None = None, **overrides: Any) -> Answer:
         """Ask about a fresh frame and wait for the whole answer (the cell blocks meanwhile).
 
-        ``prompt`` and ``overrides`` (``model``, ``max_tokens``, ``temperature``, ``stream``)
-        apply to this call only. The answer goes into ``history`` and the panel like any other.
+        ``prompt`` and ``overrides`` (``model``, ``max_tokens``, ``temperature``, ``stream``,
+        ``schema``) apply to this call only. The answer goes into ``history`` and the panel like any other.
         Raises the request's error (``ServerUnreachable``, ``CameraUnavailable``, …) after
         recording it. In an ``async`` cell, prefer ``await app.ask_async(...)``.
         """
@@ -185,6 +188,8 @@ class RealtimeVLM:
         if unknown:
             raise TypeError(f"ask() got unknown setting(s) {unknown}; it takes {list(_OVERRIDABLE)}")
         changes = dict(overrides)
+        if changes.get("schema") is not None:
+            changes["schema"] = to_schema(changes["schema"])
         if prompt is not None:
             changes["prompt"] = prompt
         return dataclasses.replace(self._controller.params, **changes)

@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._client import ChatParams, Completion, VLMClient
 from ._costs import ImageCost, SendSize, SizedSource
@@ -28,7 +28,9 @@ from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._records import Answer, Timing
 from ._sampler import FrameSampler
+from ._schema import parse_structured
 from ._sendsize import ORIGINAL, ProbeResult, probe_send_sizes
+from ._shapes import Shape, parse_shapes
 from ._tasks import spawn
 from ._widget import CameraUnavailable
 
@@ -43,7 +45,9 @@ PARTIAL_EVERY_S = 0.05
 class FrameSource(Protocol):
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None: ...
+    def show_answer(
+        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
+    ) -> None: ...
 
 
 AnswerListener = Callable[[Answer], None]
@@ -305,7 +309,8 @@ class Controller:
         """Keep ``answer`` in the history, show it and tell the listeners."""
         self.history.append(answer)
         if answer.ok:
-            self.source.show_answer(answer.seq, answer.text)
+            shapes = [shape.as_dict() for shape in answer.shapes]
+            self.source.show_answer(answer.seq, answer.text, shapes=shapes)
         for listener in self._answer_listeners:
             _call_safely(listener, answer)
 
@@ -373,6 +378,7 @@ def _answer(
 ) -> Answer:
     total = time.perf_counter() - started
     frame = frames[-1] if frames else None
+    data, data_error, shapes = _structure(params, completion, frame)
     timing = None
     if frame is not None:
         draw, encode = frame.draw_ms / 1000, frame.encode_ms / 1000
@@ -397,6 +403,9 @@ def _answer(
         first_token_s=completion.first_token_s if completion else None,
         usage=completion.usage if completion else None,
         image_tokens=image_tokens,
+        data=data,
+        data_error=data_error,
+        shapes=shapes,
         finish_reason=completion.finish_reason if completion else None,
         frame_width=frame.width if frame else 0,
         frame_height=frame.height if frame else 0,
@@ -408,6 +417,25 @@ def _answer(
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
         timing=timing,
     )
+
+
+def _structure(
+    params: ChatParams, completion: Completion | None, frame: Frame | None
+) -> tuple[Any, str | None, tuple[Shape, ...]]:
+    """The answer's parsed data (with a schema), why it is invalid, and the boxes/points in it."""
+    if completion is None:
+        return None, None, ()
+    data, error = None, None
+    if params.schema is not None:
+        data, error = parse_structured(completion.text, params.schema, finish_reason=completion.finish_reason)
+    size = (frame.width, frame.height) if frame is not None else None
+    try:
+        found = parse_shapes(
+            data if data is not None else completion.text, image_size=size, schema=params.schema
+        )
+    except ValueError:
+        found = None  # pixel coordinates without a frame size: nothing to place
+    return data, error, tuple(found or ())
 
 
 def _call_safely(fn: Callable[..., None], *args: object) -> None:

@@ -10,7 +10,7 @@ image tokens per frame, measuring each prompt's text-only cost once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._client import ChatParams, Usage, VLMClient
 from ._errors import VLMError
@@ -25,7 +25,9 @@ AUTO = "auto"
 class _Source(Protocol):
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None: ...
+    def show_answer(
+        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
+    ) -> None: ...
 
 
 def parse_send_size(value: object) -> int | str:
@@ -104,8 +106,13 @@ class SizedSource:
         """A frame as the camera gives it, whatever the send size."""
         return await self.inner.capture(timeout, max_edge=ORIGINAL)
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
-        self.inner.show_answer(seq, text, final=final)
+    def show_answer(
+        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
+    ) -> None:
+        if shapes:
+            self.inner.show_answer(seq, text, final=final, shapes=shapes)
+        else:
+            self.inner.show_answer(seq, text, final=final)
 
 
 class ImageCost:

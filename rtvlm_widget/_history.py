@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, overload
 
 from ._client import Usage
 from ._records import Answer, Timing
+from ._shapes import Box, Point, Shape
 
 __all__ = ["History", "answer_from_dict", "answer_to_dict", "load_session"]
 
@@ -19,8 +20,9 @@ FRAMES_DIR = "frames"
 #: Bumped when the saved layout changes in a way older readers would misread.
 FORMAT_VERSION = 1
 
-# Not saved as JSON: the frame goes to its own file, the exception object stays in memory.
-_SKIPPED = {"jpeg", "exception", "usage", "timing"}
+# Not saved as they are: the frame goes to its own file, the exception object stays in memory,
+# the others are spread into plain columns.
+_SKIPPED = {"jpeg", "exception", "usage", "timing", "data", "shapes"}
 
 
 def answer_to_dict(answer: Answer) -> dict[str, Any]:
@@ -33,7 +35,18 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
     for name in (f.name for f in fields(Timing)):
         row[f"timing_{name}"] = timing.get(name)
     row["has_timing"] = answer.timing is not None
+    row["data"] = _plain(answer.data)
+    row["shapes"] = [shape.as_dict() for shape in answer.shapes]
     return row
+
+
+def _plain(data: Any) -> Any:
+    """Structured data as JSON values (a Pydantic model or dataclass becomes a dict)."""
+    if hasattr(data, "model_dump"):
+        return data.model_dump(mode="json")
+    if is_dataclass(data) and not isinstance(data, type):
+        return asdict(data)
+    return data
 
 
 def answer_from_dict(row: dict[str, Any], jpeg: bytes = b"") -> Answer:
@@ -46,7 +59,13 @@ def answer_from_dict(row: dict[str, Any], jpeg: bytes = b"") -> Answer:
     if row.get("has_timing"):
         values_t: dict[str, Any] = {f.name: row.get(f"timing_{f.name}") for f in fields(Timing)}
         timing = Timing(**values_t)
-    return Answer(**values, usage=usage, timing=timing, jpeg=jpeg)
+    shapes = tuple(_shape(item) for item in row.get("shapes") or () if isinstance(item, dict))
+    return Answer(**values, usage=usage, timing=timing, jpeg=jpeg, data=row.get("data"), shapes=shapes)
+
+
+def _shape(item: dict[str, Any]) -> Shape:
+    fields_ = {k: v for k, v in item.items() if k != "kind"}
+    return Point(**fields_) if item.get("kind") == "point" else Box(**fields_)
 
 
 class History(Sequence[Answer]):

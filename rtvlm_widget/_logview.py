@@ -23,7 +23,13 @@ def log_row(answer: Answer) -> dict[str, Any]:
         "time": time.strftime("%H:%M:%S", time.localtime(answer.created_at)),
         "model": answer.model or "",
         "latency_ms": round(answer.latency_s * 1000, 1) if answer.ok else None,
-        "status": "ok" if answer.ok else f"error: {answer.error}",
+        "status": (
+            f"error: {answer.error}"
+            if not answer.ok
+            else f"invalid: {answer.data_error}"
+            if answer.data_error
+            else "ok"
+        ),
         "tokens": f"{usage.prompt_tokens}+{usage.completion_tokens}" if usage else "",
         "text": answer.text,
     }

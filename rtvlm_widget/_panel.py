@@ -23,7 +23,9 @@ from ._logview import LogView
 from ._metrics import RollingStats
 from ._plot import LatencyPlot
 from ._records import Answer
+from ._schema import to_schema
 from ._sendsize_ui import SendSizeControls
+from ._shapes import DETECT_PROMPT, DETECT_SCHEMA
 from ._tasks import bound_to_loop, running_loop, spawn
 from ._ui import Badge, KeyBox, classed
 from ._widget import RESOLUTIONS, CameraUnavailable, CameraView
@@ -34,6 +36,10 @@ CUSTOM = "Custom…"
 #: Live mode refreshes the log, the plot and the readouts at most this often.
 READOUTS_EVERY_S = 0.25
 _CAMERA_TONES = {"live": "ok", "starting": "busy", "off": "idle"}
+
+
+#: The detection preset's answers are JSON lists of boxes: room for a few objects.
+DETECT_MAX_TOKENS = 300
 
 
 class Panel:
@@ -196,7 +202,19 @@ class Panel:
             self.run, self.send_once, self.run_badge.widget, self.camera_badge.widget,
             self.api_badge.widget, self.readout, self.plot,
         )  # fmt: skip
-        generation = section("Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature))
+        self.detect = classed(
+            widgets.ToggleButton(
+                value=params.schema is not None and params.prompt == DETECT_PROMPT,
+                description="Detect objects",
+                icon="crosshairs",
+                tooltip="Preset: ask for labelled boxes as JSON (a schema the server enforces)",
+                layout=small,
+            ),
+            "rtvlm-detect",
+        )
+        generation = section(
+            "Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature, self.detect)
+        )
         self.send_size = SendSizeControls(controller.send_size, on_loop=self._on_loop)
         camera = section(
             "Camera",
@@ -236,6 +254,7 @@ class Panel:
         self.max_tokens.observe(on(lambda ch: self._set_params(max_tokens=int(ch["new"]))), names="value")
         self.temperature.observe(on(lambda ch: self._set_params(temperature=float(ch["new"]))), names="value")
         self.interval.observe(on(lambda ch: setattr(c, "interval_s", ch["new"] / 1000)), names="value")
+        self.detect.observe(on(self._on_detect), names="value")
 
         widgets.link((self.resolution, "value"), (v, "resolution"))
         widgets.link((self.quality, "value"), (v, "jpeg_quality"))
@@ -256,6 +275,15 @@ class Panel:
         c.on_partial(lambda _seq, text: setattr(self.answer, "value", text))
         c.on_status(self._show_status)
         self.log.on_clear(on(lambda: setattr(self.answer, "value", "")))
+
+    def _on_detect(self, change: dict[str, Any]) -> None:
+        """The detection preset: its prompt and schema (room for the JSON); off drops the schema."""
+        if change["new"]:
+            self.prompt.value = DETECT_PROMPT
+            self.max_tokens.value = max(self.max_tokens.value, DETECT_MAX_TOKENS)
+            self._set_params(schema=to_schema(DETECT_SCHEMA, name="detections"))
+        else:
+            self._set_params(schema=None)
 
     def _set_params(self, **changes: Any) -> None:
         self._controller.params = replace(self._controller.params, **changes)

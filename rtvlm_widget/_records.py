@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
+from ._annotate import annotate
 from ._client import Usage
+from ._shapes import Shape
 
 __all__ = ["Answer", "Timing"]
 
@@ -79,6 +82,13 @@ class Answer:
     error: str | None = None
     #: The exception behind ``error`` (``ask()`` raises it).
     exception: BaseException | None = field(default=None, repr=False, compare=False)
+    #: With a schema: the parsed answer (a dict/list, or an instance of the Pydantic model or
+    #: dataclass the schema came from); None when it did not validate (see ``data_error``).
+    data: Any = field(default=None, compare=False)
+    #: With a schema: why the answer is invalid (it is kept, with its text); None when valid.
+    data_error: str | None = None
+    #: Boxes and points found in the answer, normalized 0–1 to the image sent.
+    shapes: tuple[Shape, ...] = ()
     #: Epoch seconds (browser clock) when the frame was grabbed; 0 when there was no frame.
     captured_at: float = 0.0
     #: Where the time went (None when no frame arrived).
@@ -88,3 +98,10 @@ class Answer:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def annotated(self) -> Any:
+        """The frame the model saw with this answer's boxes and points drawn (a BGR array, for
+        ``cv2.imwrite`` or display); raises ``ValueError`` when the answer has no frame."""
+        if not self.jpeg:
+            raise ValueError(f"answer #{self.seq} has no frame (it failed before one arrived)")
+        return annotate(self.jpeg, self.shapes)
