@@ -5,10 +5,15 @@
 // or with {kind: "error", seq, message}. Frames never go through synced traits or base64.
 // With a kernel-side source (the `source` trait is not "camera") the camera is never opened: the
 // kernel sends {kind: "preview", width, height} with each frame it uses as a JPEG buffer, and the
-// view draws it where the video would be. Protocol twin: rtvlm_widget/_protocol.py.
+// view draws it where the video would be. A final answer may carry boxes and points (fractions 0–1
+// of the frame sent), drawn on a canvas laid exactly over the picture until the next final answer.
+// Protocol twin: rtvlm_widget/_protocol.py.
 
 /** @typedef {{ kind: "capture", seq: number, max_edge?: number }} CaptureRequest */
-/** @typedef {{ kind: "answer", seq: number, text: string, final?: boolean }} ShowAnswer */
+/** @typedef {{ kind: "box", x1: number, y1: number, x2: number, y2: number, label?: string }} BoxShape */
+/** @typedef {{ kind: "point", x: number, y: number, label?: string }} PointShape */
+/** @typedef {BoxShape | PointShape} Shape */
+/** @typedef {{ kind: "answer", seq: number, text: string, final?: boolean, shapes?: Shape[] }} ShowAnswer */
 /** @typedef {{ kind: "preview", width: number, height: number }} Preview */
 /** @typedef {CaptureRequest | ShowAnswer | Preview} KernelMessage */
 
@@ -40,6 +45,8 @@ const CSS = `
 .rtvlm-view canvas.rtvlm-preview { width: 100%; height: 100%; object-fit: contain; display: block; }
 .rtvlm-view canvas.rtvlm-preview.rtvlm-mirrored { transform: scaleX(-1); }
 .rtvlm-view video[hidden], .rtvlm-view canvas.rtvlm-preview[hidden] { display: none; }
+.rtvlm-view canvas.rtvlm-shapes { position: absolute; pointer-events: none; }
+.rtvlm-view canvas.rtvlm-shapes[hidden] { display: none; }
 .rtvlm-badge { position: absolute; top: 6px; left: 6px; padding: 1px 8px; border-radius: 10px;
   font: 12px var(--jp-ui-font-family, sans-serif); color: #fff; background: rgba(0,0,0,0.6); }
 .rtvlm-badge[data-state="live"] { background: rgba(20,140,60,0.85); }
@@ -135,6 +142,150 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   return { bytes, width, height, capturedAt, drawMs: drawn - t0, encodeMs: performance.now() - drawn };
 }
 
+/**
+ * Shape colours as [stroke and tag fill, tag text]: bright enough to read over video, each with the
+ * text colour that contrasts with it.
+ * @type {[string, string][]}
+ */
+const SHAPE_COLORS = [
+  ["#ff3b30", "#fff"],
+  ["#34c759", "#000"],
+  ["#0a84ff", "#fff"],
+  ["#ffd60a", "#000"],
+  ["#ff9f0a", "#000"],
+  ["#bf5af2", "#fff"],
+  ["#64d2ff", "#000"],
+  ["#ff2d92", "#fff"],
+  ["#a2f54a", "#000"],
+  ["#ffffff", "#000"],
+];
+
+/**
+ * The colour of a label: a hash of its text, so "cup" has the same colour in every answer and view.
+ * @param {string} label
+ * @returns {[string, string]}
+ */
+function labelColor(label) {
+  let hash = 0;
+  for (const ch of label) hash = (Math.imul(hash, 31) + (ch.codePointAt(0) ?? 0)) | 0;
+  return SHAPE_COLORS[(hash >>> 0) % SHAPE_COLORS.length];
+}
+
+/**
+ * Where a picture of width×height appears inside an element showing it with object-fit: contain,
+ * letterboxed, in CSS px from the element's offset parent (the view).
+ * @param {HTMLElement} element the <video> or the preview <canvas>
+ * @param {number} width the picture's own size
+ * @param {number} height
+ * @returns {{ left: number, top: number, width: number, height: number } | null}
+ */
+function containedRect(element, width, height) {
+  const boxWidth = element.clientWidth;
+  const boxHeight = element.clientHeight;
+  if (!width || !height || !boxWidth || !boxHeight) return null;
+  const scale = Math.min(boxWidth / width, boxHeight / height);
+  const shownWidth = width * scale;
+  const shownHeight = height * scale;
+  return {
+    left: element.offsetLeft + element.clientLeft + (boxWidth - shownWidth) / 2,
+    top: element.offsetTop + element.clientTop + (boxHeight - shownHeight) / 2,
+    width: shownWidth,
+    height: shownHeight,
+  };
+}
+
+/**
+ * The shapes of a message that can be drawn: known kinds with finite coordinates.
+ * @param {unknown} shapes
+ * @returns {Shape[]}
+ */
+function drawableShapes(shapes) {
+  if (!Array.isArray(shapes)) return [];
+  /** @param {...unknown} values */
+  const finite = (...values) => values.every((v) => typeof v === "number" && Number.isFinite(v));
+  return shapes.filter(
+    (s) =>
+      s &&
+      typeof s === "object" &&
+      ((s.kind === "box" && finite(s.x1, s.y1, s.x2, s.y2)) || (s.kind === "point" && finite(s.x, s.y))),
+  );
+}
+
+/**
+ * Draw boxes and points on a canvas covering exactly the picture; x flipped for a mirrored preview
+ * (the canvas itself is not mirrored, so labels stay readable). Labels are drawn as canvas text.
+ * @param {HTMLCanvasElement} canvas
+ * @param {Shape[]} shapes
+ * @param {boolean} mirror
+ * @param {number} scale device pixels per CSS pixel
+ */
+function paintShapes(canvas, shapes, mirror, scale) {
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  const width = canvas.width;
+  const height = canvas.height;
+  ctx.clearRect(0, 0, width, height);
+  const line = Math.max(2, Math.round(2 * scale));
+  const half = line / 2;
+  const fontSize = Math.round(12 * scale);
+  const pad = Math.round(3 * scale);
+  const tagHeight = fontSize + 2 * pad;
+  /** @param {number} v @param {number} lo @param {number} hi */
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  /** @param {number} x */
+  const toX = (x) => (mirror ? 1 - x : x) * width;
+  ctx.font = `${fontSize}px var(--jp-ui-font-family, sans-serif)`;
+  ctx.textBaseline = "middle";
+  /** @type {(() => void)[]} */
+  const tags = []; // drawn after every outline, so no box's line crosses a label
+
+  /** @param {string} label @param {number} x left edge wanted @param {number} y top edge */
+  function tag(label, x, y) {
+    const [fill, ink] = labelColor(label);
+    const text = label.length > 60 ? `${label.slice(0, 59)}…` : label;
+    const tagWidth = Math.ceil(ctx.measureText(text).width) + 2 * pad;
+    const left = clamp(x, 0, Math.max(0, width - tagWidth));
+    const top = clamp(y, 0, Math.max(0, height - tagHeight));
+    tags.push(() => {
+      ctx.fillStyle = fill;
+      ctx.fillRect(left, top, tagWidth, tagHeight);
+      ctx.fillStyle = ink;
+      ctx.fillText(text, left + pad, top + tagHeight / 2);
+    });
+  }
+
+  for (const shape of shapes) {
+    const label = String(shape.label ?? "");
+    const [color, ink] = labelColor(label);
+    if (shape.kind === "box") {
+      const xa = toX(shape.x1);
+      const xb = toX(shape.x2);
+      // Inset by half the line: a box along the picture's edge keeps all four sides visible.
+      const left = clamp(Math.min(xa, xb), half, width - half);
+      const right = clamp(Math.max(xa, xb), half, width - half);
+      const top = clamp(Math.min(shape.y1, shape.y2) * height, half, height - half);
+      const bottom = clamp(Math.max(shape.y1, shape.y2) * height, half, height - half);
+      ctx.strokeStyle = color;
+      ctx.lineWidth = line;
+      ctx.strokeRect(left, top, right - left, bottom - top);
+      // The tag sits on the box's top edge, outside it when there is room above.
+      if (label) tag(label, left - half, top - half >= tagHeight ? top - half - tagHeight : top + half);
+    } else {
+      const x = toX(shape.x);
+      const y = shape.y * height;
+      const radius = Math.max(3, Math.round(4 * scale));
+      ctx.beginPath();
+      ctx.arc(x, y, radius, 0, 2 * Math.PI);
+      ctx.fillStyle = color;
+      ctx.fill();
+      ctx.lineWidth = Math.max(1, scale);
+      ctx.strokeStyle = ink; // a contrasting ring keeps the dot visible on its own colour
+      ctx.stroke();
+      if (label) tag(label, x + radius + pad, y - tagHeight / 2);
+    }
+  }
+  for (const draw of tags) draw();
+}
+
 /** @param {EventTarget | null} target */
 function isTyping(target) {
   if (!(target instanceof HTMLElement)) return false;
@@ -166,7 +317,12 @@ function render({ model, el }) {
   preview.className = "rtvlm-preview";
   preview.hidden = true;
   preview.width = preview.height = 0; // nothing to show before the first frame (not 300×150 blank)
-  root.append(video, preview, badge, note, overlay);
+  // Boxes and points of the last final answer, over the picture (after it: painted above it).
+  const shapesCanvas = document.createElement("canvas");
+  shapesCanvas.className = "rtvlm-shapes";
+  shapesCanvas.hidden = true;
+  shapesCanvas.width = shapesCanvas.height = 0;
+  root.append(video, preview, shapesCanvas, badge, note, overlay);
   el.append(style, root);
   const canvas = document.createElement("canvas");
 
@@ -282,9 +438,11 @@ function render({ model, el }) {
           bitmap.close();
           break;
         }
+        const resized = preview.width !== bitmap.width || preview.height !== bitmap.height;
         if (preview.width !== bitmap.width) preview.width = bitmap.width;
         if (preview.height !== bitmap.height) preview.height = bitmap.height;
         /** @type {CanvasRenderingContext2D} */ (preview.getContext("2d")).drawImage(bitmap, 0, 0);
+        if (resized) drawShapes(); // another aspect ratio moves the letterbox
         bitmap.close();
         drawnOnce = true;
         showKernelBadge();
@@ -301,11 +459,61 @@ function render({ model, el }) {
     if (!drawing) void drawPreviews();
   }
 
+  // -- boxes and points over the picture --------------------------------------------------------
+  /** @type {Shape[]} */
+  let shapes = [];
+  let shapesSeq = -1;
+
+  /** Lay the shapes canvas over the picture as shown now (letterbox included) and draw on it. */
+  function drawShapes() {
+    if (disposed) return;
+    const kernel = kernelSource();
+    const shown = kernel ? preview : video;
+    const rect =
+      shapes.length && model.get("shapes_visible") && !shown.hidden
+        ? containedRect(shown, kernel ? preview.width : video.videoWidth, kernel ? preview.height : video.videoHeight)
+        : null;
+    shapesCanvas.dataset.seq = String(shapesSeq);
+    shapesCanvas.dataset.count = String(rect ? shapes.length : 0);
+    if (!rect) {
+      shapesCanvas.hidden = true;
+      shapesCanvas.width = shapesCanvas.height = 0; // nothing stale shows when it comes back
+      return;
+    }
+    Object.assign(shapesCanvas.style, {
+      left: `${rect.left}px`,
+      top: `${rect.top}px`,
+      width: `${rect.width}px`,
+      height: `${rect.height}px`,
+    });
+    // Backing pixels at the screen's density, so lines and labels stay sharp.
+    const scale = window.devicePixelRatio || 1;
+    shapesCanvas.width = Math.max(1, Math.round(rect.width * scale));
+    shapesCanvas.height = Math.max(1, Math.round(rect.height * scale));
+    shapesCanvas.hidden = false;
+    paintShapes(shapesCanvas, shapes, Boolean(model.get("mirror")), scale);
+  }
+
+  /** @param {number} seq @param {unknown} given the message's shapes (absent: none, clearing) */
+  function setShapes(seq, given) {
+    shapes = drawableShapes(given);
+    shapesSeq = seq;
+    drawShapes();
+  }
+
+  // The picture's box changes with the panel's width; its content with the camera's resolution.
+  const resizeObserver = new ResizeObserver(() => drawShapes());
+  resizeObserver.observe(root);
+  resizeObserver.observe(video);
+  resizeObserver.observe(preview);
+  video.addEventListener("resize", drawShapes);
+
   /** Camera or kernel frames, as the `source` trait says (the kernel sets it at creation). */
   function applySource() {
     const kernel = kernelSource();
     video.hidden = kernel;
     preview.hidden = !kernel;
+    drawShapes();
     if (!kernel) {
       restart();
       return;
@@ -323,6 +531,7 @@ function render({ model, el }) {
     video.classList.toggle("rtvlm-mirrored", mirror);
     preview.classList.toggle("rtvlm-mirrored", mirror);
     overlay.hidden = !model.get("overlay");
+    drawShapes();
   }
   applyView();
 
@@ -369,6 +578,8 @@ function render({ model, el }) {
       void answerCapture(msg);
     } else if (msg.kind === "answer") {
       overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
+      // Only whole answers carry shapes; a streamed part leaves the last answer's in place.
+      if (msg.final) setShapes(msg.seq, msg.shapes);
       // Tell the kernel when a whole answer is on screen (the "display" phase of its timing), for
       // at most two answers a second: each note costs the kernel a message round, which at 30
       // answers a second shows in the frame rate.
@@ -398,6 +609,7 @@ function render({ model, el }) {
   model.on("change:resolution", restart);
   model.on("change:mirror", applyView);
   model.on("change:overlay", applyView);
+  model.on("change:shapes_visible", drawShapes);
   model.on("change:source", applySource);
   model.on("change:camera_state", showKernelBadge);
   document.addEventListener("keydown", onKey, true);
@@ -411,13 +623,18 @@ function render({ model, el }) {
     model.off("change:resolution", restart);
     model.off("change:mirror", applyView);
     model.off("change:overlay", applyView);
+    model.off("change:shapes_visible", drawShapes);
     model.off("change:source", applySource);
     model.off("change:camera_state", showKernelBadge);
     document.removeEventListener("keydown", onKey, true);
     navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
     stopStream();
     video.srcObject = null;
+    resizeObserver.disconnect();
+    video.removeEventListener("resize", drawShapes);
     pendingPreview = null;
+    shapes = [];
+    shapesCanvas.width = shapesCanvas.height = 0;
     preview.width = preview.height = 0; // frees the canvas's pixels now, not at collection
   };
 }

@@ -3,13 +3,15 @@
 Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and
 the front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer,
 never base64) or an ``error``. With a kernel-side source the kernel instead sends the view a
-``preview`` of each frame it uses (JPEG in the first buffer), unanswered. Nothing here knows about
-HTTP or widgets.
+``preview`` of each frame it uses (JPEG in the first buffer), unanswered. A final ``answer`` may
+carry ``shapes`` (boxes and points in fractions 0–1 of the frame sent) for the view to draw over
+the picture. Nothing here knows about HTTP or widgets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,10 +99,41 @@ def capture_request(seq: int, *, max_edge: int = 0) -> dict[str, Any]:
     return {"kind": CAPTURE, "seq": seq, "max_edge": max_edge}
 
 
-def show_answer(seq: int, text: str, *, final: bool = True) -> dict[str, Any]:
+def show_answer(
+    seq: int, text: str, *, final: bool = True, shapes: Iterable[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
     """Tell the view the latest answer (shown as text, never as HTML); the view acknowledges a
-    ``final`` one with ``shown`` once it is on screen."""
-    return {"kind": SHOW_ANSWER, "seq": seq, "text": text, "final": final}
+    ``final`` one with ``shown`` once it is on screen.
+
+    ``shapes`` (``Box.as_dict()`` / ``Point.as_dict()`` of ``_shapes.py``) are drawn over the
+    picture; a final answer without them clears the ones drawn before, a partial one leaves them.
+    Entries the view could not draw (unknown kind, a coordinate that is not a finite number) are
+    left out: NaN would not even pass the comm's JSON.
+    """
+    message: dict[str, Any] = {"kind": SHOW_ANSWER, "seq": seq, "text": text, "final": final}
+    if shapes is not None:
+        message["shapes"] = [s for s in (_shape(shape) for shape in shapes) if s is not None]
+    return message
+
+
+_SHAPE_COORDS = {"box": ("x1", "y1", "x2", "y2"), "point": ("x", "y")}
+
+
+def _shape(shape: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fields the view draws of one shape (kind, coordinates, label), or None if unusable."""
+    kind = shape.get("kind")
+    names = _SHAPE_COORDS.get(kind) if isinstance(kind, str) else None
+    if names is None:
+        return None
+    out: dict[str, Any] = {"kind": kind}
+    for name in names:
+        value = shape.get(name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return None
+        out[name] = float(value)
+    label = shape.get("label")
+    out["label"] = "" if label is None else str(label)
+    return out
 
 
 def preview(width: int, height: int) -> dict[str, Any]:

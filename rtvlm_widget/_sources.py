@@ -126,10 +126,12 @@ class KernelSource:
             self._view.camera_state = state
             self._view.camera_message = problem or f"kernel source: {self.label}"
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
-        """Show an answer over the preview (as for the camera)."""
+    def show_answer(
+        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Show an answer, and its boxes and points, over the preview (as for the camera)."""
         if self._view is not None:
-            self._view.show_answer(seq, text, final=final)
+            self._view.show_answer(seq, text, final=final, shapes=shapes)
 
     # -- frames ----------------------------------------------------------------------------------
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,8 @@ class CameraView(anywidget.AnyWidget):
     mirror = traitlets.Bool(False).tag(sync=True)
     #: Show the latest answer over the video.
     overlay = traitlets.Bool(True).tag(sync=True)
+    #: Draw the latest final answer's boxes and points over the video (or the source's preview).
+    shapes_visible = traitlets.Bool(True).tag(sync=True)
     #: ``camera``: the browser camera. Anything else labels a kernel-side source (``_sources.py``):
     #: the view then never opens the camera and shows the frames the kernel sends (``show_frame``).
     source = traitlets.Unicode("camera").tag(sync=True)
@@ -122,9 +124,20 @@ class CameraView(anywidget.AnyWidget):
         finally:
             self._pending.pop(seq, None)
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
-        """Show ``text`` over the video in every open view (``final=False``: a streamed part)."""
-        self.send(show_answer(seq, text, final=final))
+    def show_answer(
+        self,
+        seq: int,
+        text: str,
+        *,
+        final: bool = True,
+        shapes: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Show ``text`` over the video in every open view (``final=False``: a streamed part).
+
+        ``shapes``: boxes and points (``Box.as_dict()`` / ``Point.as_dict()``, fractions 0–1 of the
+        frame sent) drawn over the picture until the next final answer; ``None`` clears them.
+        """
+        self.send(show_answer(seq, text, final=final, shapes=shapes))
 
     def show_frame(self, jpeg: bytes, width: int, height: int) -> None:
         """Show a frame a kernel-side source is sending, in every open view.
