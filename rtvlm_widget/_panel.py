@@ -155,6 +155,12 @@ class Panel:
             widgets.Checkbox(value=view.overlay, description="Answer over video", indent=False, layout=small),
             "rtvlm-overlay-toggle",
         )
+        self.shapes_toggle = classed(
+            widgets.Checkbox(
+                value=view.shapes_visible, description="Boxes over video", indent=False, layout=small
+            ),
+            "rtvlm-shapes-toggle",
+        )
 
         # -- API ----------------------------------------------------------------------------
         self.base_url = classed(
@@ -219,7 +225,7 @@ class Panel:
         camera = section(
             "Camera",
             row(self.device, self.resolution),
-            row(self.quality, self.mirror, self.overlay),
+            row(self.quality, self.mirror, self.overlay, self.shapes_toggle),
             self.send_size.root,
         )
         api = section(
@@ -260,6 +266,7 @@ class Panel:
         widgets.link((self.quality, "value"), (v, "jpeg_quality"))
         widgets.link((self.mirror, "value"), (v, "mirror"))
         widgets.link((self.overlay, "value"), (v, "overlay"))
+        widgets.link((self.shapes_toggle, "value"), (v, "shapes_visible"))
         self.device.observe(lambda ch: setattr(v, "device_id", ch["new"]), names="value")
         v.observe(self._on_devices, names="devices")
         v.observe(lambda _ch: self._show_camera(), names=["camera_state", "camera_message", "video_width"])
