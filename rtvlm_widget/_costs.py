@@ -83,13 +83,16 @@ class SendSize:
             listener(self)
 
     def describe(self) -> str:
+        """One short line for the panel (the probe's table gives the detail)."""
         edge = self.max_edge
         size = f"{edge} px" if edge else "original"
         if self.mode != AUTO:
-            return f"send size: {size} (fixed)"
+            return f"{size} (fixed)"
         if self.probe is None:
-            return "send size: auto (probes the server at the first request)"
-        return f"send size: auto → {size} ({self.probe.reason})"
+            return "auto: the server is probed at the first request"
+        row = self.probe.chosen_row
+        tokens = row.image_tokens if row is not None else None
+        return f"auto → {size}" + (f", {tokens} image tokens" if tokens is not None else "")
 
 
 class SizedSource:

@@ -30,7 +30,7 @@ def test_auto_sends_the_largest_size_that_costs_no_more_and_reports_image_tokens
         by_size = {row.size: row.image_tokens for row in probe.rows}
         assert by_size[256] == by_size[512] == 134 and by_size[0] == 465
         # What the panel shows (tests/browser/test_send_size.py checks the panel itself).
-        assert "auto → 512 px" in app._controller.send_size.describe()
+        assert app._controller.send_size.describe() == "auto → 512 px, 134 image tokens"
         assert "465" in probe.table()
 
         # A fixed size is used as set, and the table in Python is the same probe.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
+from tests.browser.apng import animate
 from tests.browser.jupyter import JupyterLab
 from tests.browser.page import NotebookPage
 from tests.servers.llama import LlamaServer
@@ -47,3 +49,54 @@ def test_panel_in_light_and_dark_theme(
         panel.screenshot(path=str(artifacts_dir / f"panel-{name}.png"))
     # The panel follows the theme (its text colour comes from --jp-* variables).
     assert backgrounds["light"] != backgrounds["dark"]
+
+
+def test_live_mode_animation(
+    jupyter_lab: JupyterLab,
+    notebook_page: NotebookPage,
+    llama_server: LlamaServer,
+    artifacts_dir: Path,
+) -> None:
+    """A few seconds of live mode as an animated PNG (the README's animation)."""
+    page = notebook_page.page
+    page.set_viewport_size({"width": 1100, "height": 1200})
+    jupyter_lab.put_notebook(
+        "animation.ipynb",
+        [
+            "from rtvlm_widget import RealtimeVLM\n"
+            f"app = RealtimeVLM(base_url={llama_server.base_url!r}, prompt='Describe the scene.', "
+            "max_tokens=10, interval=0.3)\n"
+            "app"
+        ],
+    )
+    panel = notebook_page.show_panel(jupyter_lab, "animation.ipynb")
+    panel.locator("button.rtvlm-run").click()
+    panel.locator(".rtvlm-log tbody tr").first.wait_for(timeout=20_000)
+    # The camera view, the run bar and the answer: the part of the panel that moves.
+    top = page.evaluate(
+        """(panel) => {
+          const box = (el) => el.getBoundingClientRect();
+          const p = box(panel), a = box(panel.querySelector('.rtvlm-answer'));
+          return {x: p.x, y: p.y, width: p.width, height: a.bottom - p.y};
+        }""",
+        panel.element_handle(),
+    )
+    frames = []
+    for _ in range(16):
+        frames.append(page.screenshot(clip=top))
+        page.wait_for_timeout(250)
+    panel.locator("button.rtvlm-run").click()
+    animation = animate(frames, delay_ms=250)
+    (artifacts_dir / "panel-live.png").write_bytes(animation)
+    # The answers changed while it was recorded, and Chromium plays the file as an image.
+    assert len(set(frames)) >= 3
+    size = page.evaluate(
+        """async (b64) => {
+          const img = new Image();
+          img.src = 'data:image/png;base64,' + b64;
+          await img.decode();
+          return [img.naturalWidth, img.naturalHeight];
+        }""",
+        base64.b64encode(animation).decode(),
+    )
+    assert abs(size[0] - top["width"]) <= 1 and abs(size[1] - top["height"]) <= 1, (size, top)

@@ -38,7 +38,7 @@ def test_auto_probe_table_tokens_per_frame_and_a_chosen_size(
     summary = panel.locator(".rtvlm-send-size-summary")
     table = panel.locator(".rtvlm-probe-table textarea")
     status = panel.locator(".rtvlm-status")
-    expect(summary).to_contain_text("auto (probes the server at the first request)")
+    expect(summary).to_have_text("auto: the server is probed at the first request")
     expect(table).to_be_hidden()
 
     # First answer: the probe ran first. A 640x480 camera costs 134 image tokens at every size
@@ -46,7 +46,7 @@ def test_auto_probe_table_tokens_per_frame_and_a_chosen_size(
     panel.locator("button.rtvlm-send-once").click()
     expect(status).to_contain_text("answer #", timeout=30_000)
     expect(status).to_contain_text("134 image tokens/frame", timeout=30_000)
-    expect(summary).to_contain_text("auto → original")
+    expect(summary).to_have_text("auto → original, 134 image tokens")
     expect(table).to_be_visible()
     probe = table.input_value()
     assert "256" in probe and "640×480" in probe and "134" in probe, probe
@@ -57,6 +57,6 @@ def test_auto_probe_table_tokens_per_frame_and_a_chosen_size(
     panel.locator(".rtvlm-send-size select").select_option(label="256 px")
     panel.locator("button.rtvlm-send-once").click()
     expect(panel.locator(".rtvlm-log tbody tr")).to_have_count(2, timeout=30_000)
-    expect(summary).to_contain_text("256 px (fixed)")
+    expect(summary).to_have_text("256 px (fixed)")
     state = _state(notebook_page)
     assert state == {"size": [256, 192], "image_tokens": 134, "mode": 256, "n": 2}
