@@ -4,8 +4,10 @@ invalid ones are kept with the reason, and annotated() draws what was found."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,6 +19,14 @@ from tests.servers.llama import LlamaServer
 PROMPT = "List the objects."
 
 
+def _at_least_one_box() -> dict[str, Any]:
+    """The detection preset's schema, but an empty list is not allowed (the random-weight model
+    would otherwise often answer with none)."""
+    schema = copy.deepcopy(DETECT_SCHEMA)
+    schema["properties"]["objects"]["minItems"] = 1
+    return schema
+
+
 def _frames() -> list[np.ndarray]:
     frame = np.zeros((240, 320, 3), np.uint8)
     frame[:, 160:] = (40, 200, 40)
@@ -26,7 +36,7 @@ def _frames() -> list[np.ndarray]:
 @dataclass
 class Count:
     count: int
-    color: str
+    color: Literal["red", "green", "blue"]
 
 
 def test_schema_answers_carry_data_boxes_and_an_annotated_frame(
@@ -35,7 +45,7 @@ def test_schema_answers_carry_data_boxes_and_an_annotated_frame(
     app = RealtimeVLM(
         base_url=llama_server.base_url,
         prompt=PROMPT,
-        schema=DETECT_SCHEMA,
+        schema=_at_least_one_box(),
         max_tokens=600,
         temperature=1.0,
         source=_frames(),
@@ -48,7 +58,7 @@ def test_schema_answers_carry_data_boxes_and_an_annotated_frame(
             assert answer.finish_reason == "stop", answer.text
             assert answer.data_error is None and isinstance(answer.data, dict), answer.text
             objects = answer.data["objects"]
-            assert len(answer.shapes) <= len(objects)
+            assert len(objects) >= 1 and len(answer.shapes) <= len(objects)
             assert all(isinstance(s, Box) and 0 <= s.x1 <= s.x2 <= 1 for s in answer.shapes)
             boxes.extend(answer.shapes)
             drawn = answer.annotated()
