@@ -9,6 +9,7 @@ back), not from the DOM.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -345,6 +346,17 @@ class NotebookPage:
         if status != "ok":
             raise RuntimeError(f"kernel code failed ({status}): {error}\n--- code ---\n{code}")
         return str(out)
+
+    def tagged(self, index: int, tag: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for cell ``index`` (started with ``run_cell``) and return the JSON it printed on a
+        line starting with ``tag`` and a space; fails with the cell's output otherwise."""
+        ok = self.wait_cell(index, timeout)
+        text = self.cell_text(index)
+        assert ok, text
+        line = next((x for x in text.splitlines() if x.startswith(tag + " ")), None)
+        assert line is not None, f"no {tag!r} line in cell {index}:\n{text}"
+        result: dict[str, Any] = json.loads(line.removeprefix(tag + " "))
+        return result
 
     def cell_outputs(self, index: int) -> list[dict[str, Any]]:
         """The outputs of cell ``index`` as nbformat JSON, read from the front end's model."""

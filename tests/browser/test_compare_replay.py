@@ -3,7 +3,6 @@ grid shows in the page and fills in, the results come back as data."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,13 +59,8 @@ def two_alias_server(
 
 
 def _run(page: NotebookPage, index: int, tag: str, timeout: float = 90.0) -> dict[str, Any]:
-    ok = page.run_cell(index, timeout)
-    text = page.cell_text(index)
-    assert ok, text
-    line = next((x for x in text.splitlines() if x.startswith(tag + " ")), None)
-    assert line is not None, text
-    result: dict[str, Any] = json.loads(line.removeprefix(tag + " "))
-    return result
+    page.run_cell(index, wait=False)
+    return page.tagged(index, tag, timeout)
 
 
 def test_compare_prompts_by_models_and_replay_a_recorded_session(

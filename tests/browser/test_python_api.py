@@ -56,32 +56,22 @@ except CameraUnavailable as exc:
     out("UNSHOWN", error=str(exc), seconds=time.monotonic() - t0, recorded=len(hidden.history))"""
 
 
-def _result(page: NotebookPage, index: int, tag: str, timeout: float = 60.0) -> dict[str, Any]:
-    ok = page.wait_cell(index, timeout)
-    text = page.cell_text(index)
-    assert ok, text
-    line = next((x for x in text.splitlines() if x.startswith(tag + " ")), None)
-    assert line is not None, text
-    result: dict[str, Any] = json.loads(line.removeprefix(tag + " "))
-    return result
-
-
 def _run(page: NotebookPage, index: int, tag: str, timeout: float = 60.0) -> dict[str, Any]:
     page.run_cell(index, wait=False)
-    return _result(page, index, tag, timeout)
+    return page.tagged(index, tag, timeout)
 
 
 def _check_ask(page: NotebookPage) -> None:
     # ASK blocks its cell; AFTER is queued behind it before ASK finishes.
     page.run_cell(1, wait=False)
     page.run_cell(2, wait=False)
-    asked = _result(page, 1, "ASK")
+    asked = page.tagged(1, "ASK")
     assert asked["ok"] and asked["text"].strip()
     assert asked["prompt"] == "Name a color." and asked["max_tokens"] == 5
     assert 1 <= asked["completion"] <= 5
     assert asked["size"] == [640, 480] and asked["jpeg"] > 1000
     assert asked["history"] == 1
-    after = _result(page, 2, "AFTER")
+    after = page.tagged(2, "AFTER")
     assert after == {"seen_a": asked["text"], "history": 1}
     # The blocked cell's answer reached the panel too.
     panel = page.cell_output(0).locator(".rtvlm-panel")
