@@ -67,6 +67,11 @@ class RealtimeVLM:
             of images, a list of BGR arrays, or ``open_source(…)`` for more options. Files loop.
         realtime: files play at their own rate, frames skipped while the model answers; False:
             each request takes the next frame.
+        timeout: seconds to wait for the server's next bytes before giving up on a request
+            (connecting: at most 5 s); raise it for slow models on slow machines.
+
+    Settings out of range (an empty or non-http(s) ``base_url``, a negative ``interval``,
+    ``max_tokens`` below 1, ``temperature`` outside 0–2, …) raise ``ValueError`` saying why.
     """
 
     def __init__(
@@ -88,8 +93,20 @@ class RealtimeVLM:
         realtime: bool = True,
         send_size: int | str = "auto",
         schema: object = None,
+        timeout: float = 120.0,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        # Refused before anything is built or sent: the URL, the ranges, the run settings.
+        client = VLMClient(base_url, api_key=key, timeout=timeout)
+        params = ChatParams(
+            prompt=prompt,
+            model=model,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            stream=stream,
+            schema=to_schema(schema) if schema is not None else None,
+        )
+        _check_run_settings(interval, max_in_flight, frames_per_request, frame_spacing, history_limit)
         self.view = CameraView()
         #: The controller's frames: the browser camera (the view) or a kernel-side source.
         self._source: CameraView | KernelSource = (
@@ -97,15 +114,8 @@ class RealtimeVLM:
         )
         self._controller = Controller(
             self._source,
-            VLMClient(base_url, api_key=key),
-            ChatParams(
-                prompt=prompt,
-                model=model,
-                max_tokens=max_tokens,
-                temperature=temperature,
-                stream=stream,
-                schema=to_schema(schema) if schema is not None else None,
-            ),
+            client,
+            params,
             interval_s=interval,
             max_in_flight=max_in_flight,
             frames_per_request=frames_per_request,
@@ -117,7 +127,7 @@ class RealtimeVLM:
         self._panel = Panel(
             self.view,
             self._controller,
-            make_client=lambda url, secret: VLMClient(url, api_key=secret),
+            make_client=lambda url, secret: VLMClient(url, api_key=secret, timeout=timeout),
             api_key=key,
         )
 
@@ -429,6 +439,21 @@ class RealtimeVLM:
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().create_task(self._controller.aclose())
         _close_tree(self._panel.root)
+
+
+def _check_run_settings(
+    interval: float, max_in_flight: int, frames_per_request: int, frame_spacing: float, history_limit: int
+) -> None:
+    for name, value in (("interval", interval), ("frame_spacing", frame_spacing)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ValueError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    for name, count in (
+        ("max_in_flight", max_in_flight),
+        ("frames_per_request", frames_per_request),
+        ("history_limit", history_limit),
+    ):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, not {count!r}")
 
 
 def _close_tree(widget: Any) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import email.utils
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ._errors import (
+    AnswerTooLong,
     AuthenticationError,
     BadResponse,
     ImagesNotSupported,
@@ -41,6 +44,20 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
+
+#: Bounds ChatParams accepts (OpenAI's temperature range; no server answers 128k tokens per frame).
+MAX_TOKENS_LIMIT = 131_072
+TEMPERATURE_RANGE = (0.0, 2.0)
+
+# An answer may run to max_tokens; a server that ignores it is cut off well past that. Streams are
+# counted in text pieces (servers send a token or a few per event) and characters (a token is
+# rarely over 16 characters); a one-piece body in bytes (JSON escapes take up to 6 per character).
+_PIECES_PER_TOKEN, _CHARS_PER_TOKEN, _BODY_BYTES_PER_TOKEN = 2, 32, 256
+_SLACK_PIECES, _SLACK_CHARS, _SLACK_BODY_BYTES = 16, 256, 256 * 1024
+#: Error bodies are read up to this size: the message shows 300 characters of them anyway.
+_ERROR_BODY_LIMIT = 64 * 1024
+#: A Retry-After longer than this is taken as this (the message says how long it asked).
+RETRY_AFTER_CAP_S = 3600.0
 
 # Phrases servers use when a request carries an image they cannot take (llama.cpp without
 # --mmproj, text-only models on vLLM/Ollama, gateways). Matched case-insensitively.
@@ -131,6 +148,25 @@ class ChatParams:
     #: Ask for JSON matching this schema (``to_schema(...)`` makes one from a dict, Pydantic model
     #: or dataclass); sent as ``response_format``. None: free text, and no ``response_format``.
     schema: Schema | None = None
+
+    def __post_init__(self) -> None:
+        # Refused here, with the reason, rather than sent and refused (or obeyed) by the server.
+        if not isinstance(self.prompt, str):
+            raise TypeError(f"prompt must be a string, not {type(self.prompt).__name__}")
+        tokens = self.max_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS_LIMIT:
+            raise ValueError(
+                f"max_tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT}, not {tokens!r}"
+            )
+        low, high = TEMPERATURE_RANGE
+        temp = self.temperature
+        if (
+            isinstance(temp, bool)
+            or not isinstance(temp, (int, float))
+            or not math.isfinite(temp)
+            or not low <= temp <= high
+        ):
+            raise ValueError(f"temperature must be a number from {low:g} to {high:g}, not {temp!r}")
 
 
 @dataclass(frozen=True)
@@ -227,13 +263,18 @@ def _schema_format_of(body: dict[str, Any]) -> str | None:
     return "json_object_schema" if "schema" in fmt else "json_object"
 
 
-def _server_message(response: httpx.Response) -> str:
+def _decode_json(body: bytes) -> Any:
+    """JSON from a body; bytes that are not UTF-8 become U+FFFD instead of failing the answer."""
+    return json.loads(body.decode("utf-8", errors="replace"))
+
+
+def _server_message(body: bytes, reason: str) -> str:
     """The human part of an error body, whatever shape the server uses; short."""
     try:
-        payload = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        text = response.text.strip()
-        return text[:300] if text else response.reason_phrase
+        payload = _decode_json(body)
+    except json.JSONDecodeError:
+        text = body.decode("utf-8", errors="replace").strip()
+        return text[:300] if text else reason
     message: object = payload
     if isinstance(payload, dict):
         message = payload.get("error", payload.get("detail", payload.get("message", payload)))
@@ -242,10 +283,55 @@ def _server_message(response: httpx.Response) -> str:
     return str(message)[:300]
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds the server asks to wait (``Retry-After`` as seconds or an HTTP date), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """The body, read up to ``limit`` bytes; True when there was more (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _too_long(max_tokens: int, pieces: int, chars: int) -> bool:
+    return (
+        pieces > max_tokens * _PIECES_PER_TOKEN + _SLACK_PIECES
+        or chars > max_tokens * _CHARS_PER_TOKEN + _SLACK_CHARS
+    )
+
+
+def _as_timeout(timeout: httpx.Timeout | float) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return httpx.Timeout(connect=min(5.0, timeout), read=timeout, write=30.0, pool=5.0)
+
+
 class VLMClient:
     """Talks to one OpenAI-compatible server. Create it, await its calls, ``aclose()`` it.
 
-    ``transport`` is injectable (e.g. ``httpx.MockTransport``) for narrow unit tests.
+    ``timeout``: an ``httpx.Timeout``, or the seconds to wait for the server's next bytes (connect
+    at most 5 s). ``transport`` is injectable (e.g. ``httpx.MockTransport``) for narrow unit tests.
     """
 
     def __init__(
@@ -253,13 +339,16 @@ class VLMClient:
         base_url: str,
         *,
         api_key: str | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = normalize_base_url(base_url)
+        self._timeout = _as_timeout(timeout)
+        # Whether a key is sent (for messages); the key itself stays in the httpx headers only.
+        self._has_key = bool(api_key)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=timeout, transport=transport
+            base_url=self.base_url, headers=headers, timeout=self._timeout, transport=transport
         )
         # Set once a server refused stream_options; later requests leave it out.
         self._no_stream_options = False
@@ -293,8 +382,8 @@ class VLMClient:
         """Ids from ``GET /v1/models`` (both response shapes)."""
         response = await self._request("GET", "/v1/models")
         try:
-            return parse_models(response.json())
-        except (ValueError, UnicodeDecodeError) as exc:
+            return parse_models(_decode_json(response.content))
+        except ValueError as exc:
             raise BadResponse(
                 f"{self.url('/v1/models')} did not return a model list ({exc}); "
                 "is base_url an OpenAI-compatible server?",
@@ -315,6 +404,7 @@ class VLMClient:
         text so far after each piece; cancelling the call closes the connection. With
         ``params.schema`` a server that refuses the schema's form is asked again with the next
         one (``Completion.schema_format`` says which was used); the answer is not validated here.
+        A server that keeps sending far past ``max_tokens`` is cut off (``AnswerTooLong``).
         """
         path = "/v1/chat/completions"
         url = self.url(path)
@@ -331,14 +421,38 @@ class VLMClient:
         async with self._open(path, body, has_images=bool(images), schema=params.schema) as response:
             is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
             if params.stream and is_sse:
-                completion = await self._read_stream(response, url, started, on_text)
+                completion = await self._read_stream(response, url, started, params.max_tokens, on_text)
                 return dataclasses.replace(completion, schema_format=used[0])
+            limit = params.max_tokens * _BODY_BYTES_PER_TOKEN + _SLACK_BODY_BYTES
             async with self._transport_errors(url, during="the answer"):
-                await response.aread()
-        completion = self._parse_completion(response, url, time.perf_counter() - started)
+                content, cut = await _read_capped(response, limit)
+            if cut:
+                raise AnswerTooLong(
+                    f"{url} sent more than {limit // 1024} KB for an answer of at most "
+                    f"{params.max_tokens} tokens, so the client stopped reading; the server ignores "
+                    "max_tokens: set a limit on the server (llama-server: --n-predict) or use one "
+                    "that honours it",
+                    url=url,
+                    status=response.status_code,
+                )
+        completion = self._parse_completion(content, response, url, time.perf_counter() - started)
+        if _too_long(params.max_tokens, 1, len(completion.text)):
+            keep = params.max_tokens * _CHARS_PER_TOKEN + _SLACK_CHARS
+            raise self._too_long_error(url, params.max_tokens, len(completion.text), completion.text[:keep])
         if on_text is not None and completion.text:
             on_text(completion.text)
         return dataclasses.replace(completion, schema_format=used[0])
+
+    @staticmethod
+    def _too_long_error(url: str, max_tokens: int, chars: int, partial: str) -> AnswerTooLong:
+        return AnswerTooLong(
+            f"{url} sent {chars} characters for an answer of at most {max_tokens} tokens, so the "
+            "client stopped reading (the text so far is kept); the server ignores max_tokens: set "
+            "a limit on the server (llama-server: --n-predict) or use one that honours it",
+            url=url,
+            status=200,
+            partial_text=partial,
+        )
 
     @contextlib.asynccontextmanager
     async def _open(
@@ -361,11 +475,12 @@ class VLMClient:
                     yield response
                     return
                 async with self._transport_errors(url, during="the error answer"):
-                    await response.aread()
-                if self._step_back(body, response.status_code, _server_message(response), schema):
+                    content, _ = await _read_capped(response, _ERROR_BODY_LIMIT)
+                detail = _server_message(content, response.reason_phrase)
+                if self._step_back(body, response.status_code, detail, schema):
                     body = make_body()
                     continue
-                raise self._status_error(response, url, has_images)
+                raise self._status_error(response, detail, url, has_images)
             finally:
                 await response.aclose()
 
@@ -410,15 +525,19 @@ class VLMClient:
         response: httpx.Response,
         url: str,
         started: float,
+        max_tokens: int,
         on_text: Callable[[str], None] | None,
     ) -> Completion:
-        """Collect an SSE answer: stop at ``[DONE]``, raise on error events."""
+        """Collect an SSE answer: stop at ``[DONE]``, raise on error events, and stop reading a
+        server that goes on far past ``max_tokens``."""
         parts: list[str] = []
+        chars = 0
         model: str | None = None
         finish: str | None = None
         usage: Usage | None = None
         first: float | None = None
-        async with self._transport_errors(url, during="the answer stream"):
+        received = [0]  # characters so far, for the message when the stream breaks off
+        async with self._transport_errors(url, during="the answer stream", received=received):
             done = False
             async for event, data in iter_sse(response.aiter_lines()):
                 # Read on to the end of the body after [DONE]: breaking off would make httpx drop
@@ -432,11 +551,19 @@ class VLMClient:
                     model = chunk["model"]
                 usage = Usage.from_payload(chunk.get("usage")) or usage
                 for choice in chunk.get("choices") or []:
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
+                    if not isinstance(choice, dict):
+                        continue
+                    delta = choice.get("delta")
+                    content = delta.get("content") if isinstance(delta, dict) else None
+                    if content:
                         if first is None:
                             first = time.perf_counter() - started
-                        parts.append(str(delta))
+                        parts.append(str(content))
+                        chars += len(parts[-1])
+                        received[0] = chars
+                        if _too_long(max_tokens, len(parts), chars):
+                            # Leaving the loop closes the response: the server stops sending.
+                            raise self._too_long_error(url, max_tokens, chars, "".join(parts))
                         if on_text is not None:
                             on_text("".join(parts))
                     finish = choice.get("finish_reason") or finish
@@ -449,17 +576,31 @@ class VLMClient:
             first_token_s=first,
         )
 
-    def _parse_completion(self, response: httpx.Response, url: str, latency: float) -> Completion:
+    def _parse_completion(
+        self, content: bytes, response: httpx.Response, url: str, latency: float
+    ) -> Completion:
+        status = response.status_code
         try:
-            payload = response.json()
+            payload = _decode_json(content)
+        except json.JSONDecodeError as exc:
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
+            start = content[:60].decode("utf-8", errors="replace")
+            raise BadResponse(
+                f"{url} answered {status} with a body that is not JSON ({kind}, starting {start!r}); "
+                "is base_url an OpenAI-compatible server (its root, e.g. http://localhost:8080)?",
+                url=url,
+                status=status,
+            ) from exc
+        try:
             choice = payload["choices"][0]
             text = choice["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
             raise BadResponse(
-                f"{url} answered {response.status_code} without an OpenAI-style "
-                f"'choices' list ({type(exc).__name__}); is base_url an OpenAI-compatible server?",
+                f"{url} answered {status} without an OpenAI-style 'choices' list (got {keys}); "
+                "is base_url an OpenAI-compatible server (its root, e.g. http://localhost:8080)?",
                 url=url,
-                status=response.status_code,
+                status=status,
             ) from exc
         return Completion(
             text=str(text),
@@ -470,19 +611,47 @@ class VLMClient:
         )
 
     @contextlib.asynccontextmanager
-    async def _transport_errors(self, url: str, during: str = "") -> AsyncIterator[None]:
-        """Turn httpx's transport failures into ServerUnreachable with the URL and a hint."""
+    async def _transport_errors(
+        self, url: str, during: str = "", received: list[int] | None = None
+    ) -> AsyncIterator[None]:
+        """Turn httpx's transport failures into ServerUnreachable with the URL and what to do."""
+        if self._http.is_closed:
+            # A late call (a model list asked for just before the panel closed or the base URL
+            # changed) ends quietly as an error, not as httpx's RuntimeError in the kernel log.
+            raise VLMError(f"not sent to {url}: this client was closed", url=url)
         try:
             yield
+        except httpx.ConnectTimeout as exc:
+            raise ServerUnreachable(
+                f"cannot reach {url}: no answer to the connection attempt within "
+                f"{self._timeout.connect:g} s (ConnectTimeout); is the server running, and are "
+                "base_url's host and port right? (a firewall may be dropping the connection)",
+                url=url,
+            ) from exc
+        except httpx.ReadTimeout as exc:
+            what = during or "the answer"
+            raise ServerUnreachable(
+                f"{url} sent nothing for {self._timeout.read:g} s while waiting for {what} "
+                "(ReadTimeout); the server may be overloaded or hung: check it (its log, its load), "
+                "or allow slow models more time with timeout=",
+                url=url,
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ServerUnreachable(
                 f"{url} timed out ({type(exc).__name__}); the server may be overloaded or hung",
                 url=url,
             ) from exc
         except httpx.TransportError as exc:
-            what = f"{url} broke off {during}" if during else f"cannot reach {url}"
+            reason = str(exc) or type(exc).__name__
+            if during:
+                got = f" after {received[0]} characters" if received and received[0] else ""
+                raise ServerUnreachable(
+                    f"{url} broke off {during}{got} ({reason}); the server may have crashed or "
+                    "restarted: see its log",
+                    url=url,
+                ) from exc
             raise ServerUnreachable(
-                f"{what} ({exc or type(exc).__name__}); is the server running and is base_url right?",
+                f"cannot reach {url} ({reason}); is the server running and is base_url right?",
                 url=url,
             ) from exc
 
@@ -492,33 +661,66 @@ class VLMClient:
             response = await self._http.request(method, path)
         if response.is_success:
             return response
-        raise self._status_error(response, url, has_images=False)
+        detail = _server_message(response.content[:_ERROR_BODY_LIMIT], response.reason_phrase)
+        raise self._status_error(response, detail, url, has_images=False)
 
-    def _status_error(self, response: httpx.Response, url: str, has_images: bool) -> VLMError:
+    def _status_error(self, response: httpx.Response, detail: str, url: str, has_images: bool) -> VLMError:
         status = response.status_code
-        detail = _server_message(response)
+        said = (
+            f"{status} {response.reason_phrase}: {detail}"
+            if response.reason_phrase
+            else f"{status}: {detail}"
+        )
         if status in (401, 403):
-            return AuthenticationError(
-                f"{url} refused the request ({status}: {detail}); set api_key= or the "
-                "OPENAI_API_KEY environment variable to a key this server accepts",
+            fix = (
+                "the key sent was not accepted: set api_key= (or OPENAI_API_KEY, or the panel's API "
+                "key box) to a key this server accepts"
+                if self._has_key
+                else "no API key was sent: set api_key=, the OPENAI_API_KEY environment variable or "
+                "the panel's API key box"
+            )
+            return AuthenticationError(f"{url} refused the request ({said}); {fix}", url=url, status=status)
+        if has_images and any(p in detail.lower() for p in _NO_IMAGE_PHRASES):
+            return ImagesNotSupported(
+                f"this server cannot take images ({url} answered {said}); "
+                "start it with --mmproj or choose a vision model",
                 url=url,
                 status=status,
             )
-        if has_images and any(p in detail.lower() for p in _NO_IMAGE_PHRASES):
-            return ImagesNotSupported(
-                f"this server cannot take images ({url} answered {status}: {detail}); "
-                "start it with --mmproj or choose a vision model",
+        if status == 404 and "model" in detail.lower():
+            return ServerHTTPError(
+                f"{url} does not know the model asked for ({said}); choose one the server lists "
+                "(the panel's Model list and Refresh, GET /v1/models), or model=None for its first",
                 url=url,
                 status=status,
             )
         if status == 404:
             return ServerHTTPError(
-                f"{url} was not found (404: {detail}); check base_url (the server root such as "
+                f"{url} was not found ({said}); check base_url (the server root such as "
                 "http://localhost:8080, or one ending in /v1) and the model name",
                 url=url,
                 status=status,
             )
-        return ServerHTTPError(f"{url} answered {status}: {detail}", url=url, status=status)
+        wait = _retry_after(response)
+        if wait is not None:
+            capped = min(wait, RETRY_AFTER_CAP_S)
+            asked = f"{wait:g} s" if wait == capped else f"{wait:g} s (waiting {capped:g} s)"
+            return ServerHTTPError(
+                f"{url} answered {said}; the server asks to wait {asked} (Retry-After): live mode "
+                "sends nothing to it before then",
+                url=url,
+                status=status,
+                retry_after=capped,
+            )
+        if status == 429:
+            hint = "too many requests: raise the interval or lower max_in_flight (live mode backs off)"
+        elif status in (502, 503, 504):
+            hint = "the server (or a proxy in front of it) is busy, starting or down; live mode retries"
+        elif status >= 500:
+            hint = "the server failed on this request: its log says why"
+        else:
+            hint = "the server refused the request as sent"
+        return ServerHTTPError(f"{url} answered {said}; {hint}", url=url, status=status)
 
 
 def _stream_chunk(event: str, data: str, url: str, status: int) -> dict[str, Any]:
@@ -526,7 +728,12 @@ def _stream_chunk(event: str, data: str, url: str, status: int) -> dict[str, Any
     try:
         chunk = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise BadResponse(f"{url} sent a stream event that is not JSON: {data[:80]!r}", url=url) from exc
+        raise BadResponse(
+            f"{url} sent a stream event that is not JSON: {data[:80]!r}; is base_url an "
+            "OpenAI-compatible server?",
+            url=url,
+            status=status,
+        ) from exc
     if event == "error" or (isinstance(chunk, dict) and "error" in chunk):
         message = chunk.get("error", chunk) if isinstance(chunk, dict) else chunk
         if isinstance(message, dict):

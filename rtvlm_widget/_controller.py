@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ._client import ChatParams, Completion, VLMClient
 from ._costs import ImageCost, SendSize, SizedSource
-from ._errors import VLMError
+from ._errors import ServerUnreachable, VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._records import Answer, Timing
@@ -162,6 +162,8 @@ class Controller:
         """Send later requests through ``client`` (new base URL or key); the old one is closed."""
         old, self.client = self.client, client
         self._server_model = None
+        # A new server or key deserves a prompt try: forget the old one's failures and Retry-After.
+        self._failures, self._next_turn = 0, 0.0
         if old is not client:
             self.cancel_inflight()
             spawn(old.aclose())
@@ -298,6 +300,8 @@ class Controller:
         if self._server_model is None:
             try:
                 models = await client.list_models()
+            except ServerUnreachable:
+                raise  # the request would fail the same way; nothing is remembered, next time asks again
             except VLMError as exc:
                 # llama.cpp and Ollama answer without a model id; others will say what is wrong.
                 log.info("could not list models, sending without one: %s", exc)
@@ -339,12 +343,11 @@ class Controller:
         """Wait until the next request may start (turns are spaced, never stacked up); seconds waited."""
         began = time.perf_counter()
         async with turn:
-            delay = self._next_turn - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            # After failures the spacing grows (up to 10 s) so a server that is down is not flooded.
-            backoff = min(10.0, 0.5 * 2 ** (self._failures - 1)) if self._failures else 0.0
-            self._next_turn = time.perf_counter() + max(self.interval_s, backoff)
+            # Re-checked in short steps: a Retry-After may push the turn later meanwhile, a new
+            # client bring it forward.
+            while (delay := self._next_turn - time.perf_counter()) > 0:
+                await asyncio.sleep(min(delay, 0.25))
+            self._next_turn = time.perf_counter() + self.interval_s
         return time.perf_counter() - began
 
     async def _worker(self, turn: asyncio.Lock) -> None:
@@ -361,6 +364,12 @@ class Controller:
                 continue  # superseded by a parameter change
             answer = request.result()
             self._failures = self._failures + 1 if answer.error else 0
+            if answer.error:
+                # From the failure on, the next turn waits 0.5 s, 1 s, 2 s … (up to 10 s) so a server
+                # that is down is not flooded, or as long as the server asked (Retry-After).
+                backoff = min(10.0, 0.5 * 2 ** (self._failures - 1))
+                asked = getattr(answer.exception, "retry_after", None) or 0.0
+                self._next_turn = max(self._next_turn, time.perf_counter() + max(backoff, asked))
             self._emit_status("live", answer.error or "")
 
 

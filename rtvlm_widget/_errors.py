@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AnswerTooLong",
     "AuthenticationError",
     "BadResponse",
     "ImagesNotSupported",
@@ -16,17 +17,21 @@ class VLMError(Exception):
     """A request to the vision-language-model server failed.
 
     ``str(error)`` is a complete, readable message (shown as-is in the panel); ``url`` is the
-    address that was called (never with credentials) and ``status`` the HTTP status, if any.
+    address that was called (never with credentials), ``status`` the HTTP status, if any, and
+    ``retry_after`` the seconds the server asked to wait (``Retry-After``; live mode honours it).
     """
 
-    def __init__(self, message: str, *, url: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.status = status
+        self.retry_after = retry_after
 
 
 class ServerUnreachable(VLMError):
-    """No HTTP answer: connection refused, DNS failure or timeout."""
+    """No HTTP answer: connection refused, DNS failure, timeout, or the connection broke off."""
 
 
 class ServerHTTPError(VLMError):
@@ -43,3 +48,14 @@ class ImagesNotSupported(ServerHTTPError):
 
 class BadResponse(VLMError):
     """The server answered 2xx but not with an OpenAI-shaped body."""
+
+
+class AnswerTooLong(BadResponse):
+    """The server kept sending far past ``max_tokens``; the client stopped reading.
+
+    ``partial_text`` holds what had arrived (capped), when it could be read.
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, partial_text: str = "") -> None:
+        super().__init__(message, url=url, status=status)
+        self.partial_text = partial_text

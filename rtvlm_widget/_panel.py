@@ -18,7 +18,7 @@ from ._apicheck import check_api
 from ._client import VLMClient
 from ._controller import Controller
 from ._costs import AUTO
-from ._errors import VLMError
+from ._errors import ServerUnreachable, VLMError
 from ._logview import LogView
 from ._metrics import RollingStats
 from ._plot import LatencyPlot
@@ -452,6 +452,13 @@ class Panel:
             self.status.value = f"answer #{last.seq} in {last.latency_s * 1000:.0f} ms{tokens}{image}"
         else:
             self.status.value = f"error: {last.error}"
+        # The API badge follows what requests find: unreachable while they cannot get through, and
+        # the model list read again once one does (the server is back).
+        if isinstance(last.exception, ServerUnreachable):
+            self.api_badge.set("API: unreachable", "error")
+        elif last.ok and self.api_badge.widget.value == "API: unreachable":
+            self.api_badge.set("API: back, listing models…", "busy")
+            spawn(self.refresh_models())
         self.readout.value = self._stats.readout().describe()
 
     def _show_status(self, state: str, message: str) -> None:
