@@ -264,6 +264,10 @@ function paintShapes(canvas, shapes, mirror, scale) {
       const right = clamp(Math.max(xa, xb), half, width - half);
       const top = clamp(Math.min(shape.y1, shape.y2) * height, half, height - half);
       const bottom = clamp(Math.max(shape.y1, shape.y2) * height, half, height - half);
+      // A faint dark rim under the line keeps a box visible on a picture of its own colour.
+      ctx.strokeStyle = "rgba(0, 0, 0, 0.5)";
+      ctx.lineWidth = line + 2 * Math.max(1, Math.round(scale));
+      ctx.strokeRect(left, top, right - left, bottom - top);
       ctx.strokeStyle = color;
       ctx.lineWidth = line;
       ctx.strokeRect(left, top, right - left, bottom - top);
