@@ -33,7 +33,9 @@ class StillCamera:
             raise CameraUnavailable(self.fail_with)
         return Frame(seq=self._seq, jpeg=self.jpeg, width=320, height=240)
 
-    def show_answer(self, seq: int, text: str, *, final: bool = True) -> None:
+    def show_answer(
+        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
+    ) -> None:
         self.shown.append((seq, text))
 
 

@@ -52,7 +52,7 @@ def test_schema_answers_carry_data_boxes_and_an_annotated_frame(
         send_size="original",
     )
     try:
-        boxes = []
+        boxes: list[Any] = []
         for _ in range(3):
             answer = app.ask()
             assert answer.finish_reason == "stop", answer.text
