@@ -26,6 +26,7 @@ from ._records import Answer
 from ._schema import to_schema
 from ._sendsize import ProbeResult
 from ._sources import KernelSource, open_source
+from ._static import show
 from ._tasks import bound_to_loop
 from ._widget import CameraView
 
@@ -140,6 +141,11 @@ class RealtimeVLM:
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self._panel.root._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self) -> None:
+        # IPython shows the panel this way, with a plain-HTML copy of its frame, answers and
+        # latency under it: what a saved notebook shows where no kernel runs it (see _static.py).
+        show(self, self._panel.root, self._controller)
 
     @property
     def base_url(self) -> str:
