@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import ipywidgets as widgets
@@ -40,6 +41,35 @@ class KeyBox(widgets.Password):  # type: ignore[misc]  # ipywidgets has no type 
     """
 
     value = traitlets.Unicode(help="String value").tag(sync=True, echo_update=False)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        _KEY_FILTER.watch(self.model_id)
+
+
+class _KeyMessageFilter(logging.Filter):
+    """Keeps a typed key out of debug logs: the ``comm`` package logs every incoming comm message
+    (the key box's too) at DEBUG, which a plain ``logging.basicConfig(level=DEBUG)`` writes out;
+    records that mention a key box's comm lose their arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._comms: set[str] = set()
+        self._installed = False
+
+    def watch(self, comm_id: str) -> None:
+        self._comms.add(comm_id)
+        if not self._installed:
+            self._installed = True
+            logging.getLogger("Comm").addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and any(comm in str(record.args) for comm in self._comms):
+            record.msg, record.args = "%s (a message of the API key box; not logged)", (record.msg,)
+        return True
+
+
+_KEY_FILTER = _KeyMessageFilter()
 
 
 def classed(widget: widgets.Widget, name: str) -> Any:

@@ -110,7 +110,8 @@ class Record:
 class FaultyServer(ThreadedServer):
     """Answers ``/v1/chat/completions`` as the next scripted behaviour says (then ``default``).
 
-    ``GET /v1/models`` lists ``models`` (or answers ``models_status``). ``requests`` records every
+    ``GET /v1/models`` lists ``models`` (or answers ``models_status``). With ``api_key`` every
+    request without ``Authorization: Bearer <api_key>`` gets llama-server's 401. ``requests`` records every
     request; ``max_open`` is the most chat requests it was answering at once; ``hung_up`` counts
     clients that closed their connection while a ``Hang`` or ``Endless`` held it.
     """
@@ -121,8 +122,10 @@ class FaultyServer(ThreadedServer):
         default: Behaviour = Reply(),
         models: tuple[str, ...] = ("faulty",),
         models_status: Status | None = None,
+        api_key: str | None = None,
     ) -> None:
         self.script: deque[Behaviour] = deque(script)
+        self.api_key = api_key
         self.default = default
         self.models = models
         self.models_status = models_status
@@ -191,8 +194,18 @@ class FaultyServer(ThreadedServer):
             def _json(self, code: int, payload: object, headers: dict[str, str] | None = None) -> None:
                 self._send(code, json.dumps(payload).encode(), "application/json", headers or {})
 
+            def _refused(self) -> bool:
+                """True (after answering 401 as llama-server does) when the key is wrong or missing."""
+                if owner.api_key is None or self.headers.get("Authorization") == f"Bearer {owner.api_key}":
+                    return False
+                error = {"message": "Invalid API Key", "type": "authentication_error", "code": 401}
+                self._json(401, {"error": error})
+                return True
+
             def do_GET(self) -> None:
                 self._record(None)
+                if self._refused():
+                    return
                 if self.path.endswith("/v1/models") and owner.models_status is None:
                     self._json(200, {"object": "list", "data": [{"id": m} for m in owner.models]})
                 elif self.path.endswith("/v1/models") and owner.models_status is not None:
@@ -208,6 +221,8 @@ class FaultyServer(ThreadedServer):
                 except ValueError:
                     body = raw
                 self._record(body)
+                if self._refused():
+                    return
                 if not self.path.endswith("/v1/chat/completions"):
                     self._json(404, {"error": {"message": "File Not Found", "code": 404}})
                     return
@@ -226,7 +241,7 @@ class FaultyServer(ThreadedServer):
                 if isinstance(behaviour, Reply):
                     time.sleep(behaviour.delay_s)
                     if body.get("stream"):
-                        self._stream([behaviour.text], done=True)
+                        self._stream([behaviour.text], done=True, model=body.get("model"))
                     else:
                         self._json(200, _completion(behaviour.text, body))
                 elif isinstance(behaviour, Status):
@@ -236,14 +251,14 @@ class FaultyServer(ThreadedServer):
                 elif isinstance(behaviour, Hang):
                     self._hold()
                 elif isinstance(behaviour, CutStream):
-                    self._stream(behaviour.pieces, done=False)
+                    self._stream(behaviour.pieces, done=False, model=body.get("model"))
                     # Close without the last chunk: the client sees a body that ends mid-stream.
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
                 elif isinstance(behaviour, Endless):
                     self._start_stream()
                     while not owner._stopping.is_set():
-                        self._event(_delta(behaviour.piece))
+                        self._event(_delta(behaviour.piece, body.get("model")))
                         time.sleep(0.001)
                 elif isinstance(behaviour, Huge):
                     self._json(200, _completion("x" * behaviour.size, body))
@@ -269,10 +284,10 @@ class FaultyServer(ThreadedServer):
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.flush()
 
-            def _stream(self, pieces: Iterable[str], *, done: bool) -> None:
+            def _stream(self, pieces: Iterable[str], *, done: bool, model: object) -> None:
                 self._start_stream()
                 for piece in pieces:
-                    self._event(_delta(piece))
+                    self._event(_delta(piece, model))
                 if done:
                     self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
                     self._event({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
@@ -282,8 +297,9 @@ class FaultyServer(ThreadedServer):
         return Handler
 
 
-def _delta(text: str) -> dict[str, Any]:
-    return {"model": "faulty", "choices": [{"index": 0, "delta": {"content": text}}]}
+def _delta(text: str, model: object) -> dict[str, Any]:
+    """One streamed piece, naming the model asked for (as llama-server does)."""
+    return {"model": model or "faulty", "choices": [{"index": 0, "delta": {"content": text}}]}
 
 
 def _completion(text: str, body: dict[str, Any]) -> dict[str, Any]:
