@@ -26,6 +26,7 @@ from ._costs import ImageCost, SendSize, SizedSource
 from ._errors import ServerUnreachable, VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
+from ._readers import SourceEnded
 from ._records import Answer, Timing
 from ._sampler import FrameSampler
 from ._schema import parse_structured
@@ -363,6 +364,10 @@ class Controller:
             if request.cancelled():
                 continue  # superseded by a parameter change
             answer = request.result()
+            if isinstance(answer.exception, SourceEnded):
+                # A file played to its end (loop=False) gives no more frames: stop, don't retry.
+                asyncio.get_running_loop().call_soon(self.stop)
+                return
             self._failures = self._failures + 1 if answer.error else 0
             if answer.error:
                 # From the failure on, the next turn waits 0.5 s, 1 s, 2 s … (up to 10 s) so a server

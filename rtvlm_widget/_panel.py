@@ -241,6 +241,9 @@ class Panel:
             "rtvlm-panel",
         )
 
+        if view.source != "camera":
+            # Frames come from the kernel: the browser camera's picker and resolution do nothing.
+            self.device.layout.display = self.resolution.layout.display = "none"
         self._wire()
         self._show_camera()
         self._show_custom()

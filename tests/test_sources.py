@@ -475,6 +475,32 @@ def test_controller_records_the_end_of_a_file_as_an_error(llama_server: LlamaSer
     assert third.error is not None and "played to its end" in third.error
 
 
+def test_live_mode_stops_when_a_file_ends(llama_server: LlamaServer) -> None:
+    source = open_source([frame_image(1), frame_image(2)], realtime=False, loop=False)
+    statuses: list[tuple[str, str]] = []
+
+    async def go() -> list[Answer]:
+        controller = Controller(source, VLMClient(llama_server.base_url), _params(), interval_s=0.0)
+        controller.on_status(lambda state, message: statuses.append((state, message)))
+        try:
+            controller.start()
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if not controller.live:
+                    break
+            return list(controller.history)
+        finally:
+            await controller.aclose()
+
+    try:
+        answers = run_async(go())
+    finally:
+        source.close()
+    # Two answers, one record of the end, then no retries: live mode stopped by itself.
+    assert [a.ok for a in answers] == [True, True, False], [a.error for a in answers]
+    assert statuses[-1] == ("idle", "stopped")
+
+
 # -- RealtimeVLM ----------------------------------------------------------------------------------
 def test_realtime_vlm_reads_frames_from_the_source_it_is_given(clip: Path, tmp_path: Path) -> None:
     app = RealtimeVLM(base_url="http://127.0.0.1:9", source=clip, realtime=False)
