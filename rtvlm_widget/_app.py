@@ -7,9 +7,9 @@ import contextlib
 import dataclasses
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -29,6 +29,8 @@ from ._sources import KernelSource, open_source
 from ._static import show
 from ._tasks import bound_to_loop
 from ._widget import CameraView
+
+T = TypeVar("T")
 
 #: What ``ask(**overrides)`` may change for one call.
 _OVERRIDABLE = tuple(f.name for f in dataclasses.fields(ChatParams) if f.name != "prompt")
@@ -183,16 +185,7 @@ class RealtimeVLM:
         recording it. In an ``async`` cell, prefer ``await app.ask_async(...)``.
         """
         params = self._params_for(prompt, overrides)
-        client = self._panel.new_client()
-
-        async def request() -> Answer:
-            try:
-                return await self._controller.request(params, client=client)
-            finally:
-                await client.aclose()
-
-        answer = run_blocking(request)
-        return self._finish(answer)
+        return self._finish(self._blocking(lambda client: self._controller.request(params, client=client)))
 
     async def ask_async(self, prompt: str | None = None, **overrides: Any) -> Answer:
         """``ask()`` without blocking: ``answer = await app.ask_async("How many people?")``."""
@@ -218,12 +211,7 @@ class RealtimeVLM:
 
     def snapshot(self) -> np.ndarray[Any, np.dtype[np.uint8]]:
         """A fresh frame from the source as a BGR array (OpenCV's convention), ``height×width×3``."""
-        source = self._controller.source
-
-        async def grab() -> Frame:
-            return await source.capture()
-
-        frame = run_blocking(grab)
+        frame = run_blocking(self._controller.source.capture_original)
         image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise ValueError(f"frame #{frame.seq} ({len(frame.jpeg)} bytes) could not be decoded")
@@ -252,16 +240,7 @@ class RealtimeVLM:
         """Send a fresh frame at 256–1024 px and as it is, with ``max_tokens`` 1, and return the
         table of prompt tokens, image tokens and latency per size; in auto mode the chosen size
         is used from now on. The cell blocks meanwhile (``probe_send_sizes_async`` does not)."""
-        client = self._panel.new_client()
-        controller = self._controller
-
-        async def probe() -> ProbeResult:
-            try:
-                return await controller.probe_send_size(client)
-            finally:
-                await client.aclose()
-
-        return run_blocking(probe)
+        return self._blocking(self._controller.probe_send_size)
 
     async def probe_send_sizes_async(self) -> ProbeResult:
         """``probe_send_sizes()`` without blocking the cell."""
@@ -355,35 +334,36 @@ class RealtimeVLM:
         return plan_replay(answers, self._controller.params, prompt=prompt, model=model, **overrides)
 
     def _fresh_frame(self) -> Frame:
-        source = self._controller.source
-
-        async def grab() -> Frame:
-            return await source.capture()
-
-        return run_blocking(grab)
+        return run_blocking(self._controller.source.capture)
 
     def _fill_blocking(self, comparison: Comparison, jobs: list[Job], concurrency: int | None) -> None:
-        comparison.display()
+        self._blocking(lambda client: self._fill(comparison, jobs, concurrency, client))
+
+    def _blocking(self, work: Callable[[VLMClient], Awaitable[T]]) -> T:
+        """Run ``work(client)`` to its end while this cell waits (``run_blocking``), through a client
+        of its own: the controller's belongs to the kernel's event loop, which is blocked."""
         client = self._panel.new_client()
-        controller = self._controller
 
-        async def work() -> None:
-            async def request(params: ChatParams, frame: Frame) -> Answer:
-                return await controller.request(params, client=client, frames=[frame])
-
+        async def run() -> T:
             try:
-                await run_grid(comparison, jobs, request, concurrency or controller.max_in_flight)
+                return await work(client)
             finally:
                 await client.aclose()
 
-        run_blocking(work)
+        return run_blocking(run)
 
-    async def _fill(self, comparison: Comparison, jobs: list[Job], concurrency: int | None) -> None:
+    async def _fill(
+        self,
+        comparison: Comparison,
+        jobs: list[Job],
+        concurrency: int | None,
+        client: VLMClient | None = None,
+    ) -> None:
         comparison.display()
         controller = self._controller
 
         async def request(params: ChatParams, frame: Frame) -> Answer:
-            return await controller.request(params, frames=[frame])
+            return await controller.request(params, client=client, frames=[frame])
 
         await run_grid(comparison, jobs, request, concurrency or controller.max_in_flight)
 
