@@ -42,7 +42,7 @@ class SendSizeControls:
         # text box, never HTML.
         self.table = classed(
             widgets.Textarea(
-                value="", disabled=True, layout=widgets.Layout(width="100%", height="9em", display="none")
+                value="", disabled=True, layout=widgets.Layout(width="100%", height="10.5em", display="none")
             ),
             "rtvlm-probe-table",
         )
