@@ -68,6 +68,7 @@ print('SAMPLE ' + json.dumps({
     'fds': len(os.listdir('/proc/self/fd')),
     'answers': soak['answers'], 'errors': soak['errors'], 'last_error': soak['last_error'],
     'history': len(app.history), 'live': app._controller.live,
+    'digests': len(get_ipython().kernel.session.digest_history),
 }))"""
 
 
@@ -83,6 +84,9 @@ class Sample:
     history: int
     heap_mb: float
     rate: float  # answers per second since the previous sample
+    #: Signatures of the messages the kernel received, kept against replays (jupyter_client's
+    #: Session: up to 65536, then it drops the oldest half); ~120 bytes each.
+    digests: int = 0
 
 
 def rss_mb(pid: int) -> float:
@@ -115,12 +119,14 @@ def sample(nb: NotebookPage, pid: int, started: float, previous: Sample | None) 
         history=data["history"],
         heap_mb=heap / 2**20,
         rate=rate,
+        digests=data["digests"],
     )
 
 
-COLUMNS = ("minute", "rss_mb", "tasks", "threads", "fds", "answers", "errors", "history", "heap_mb", "rate")
+COLUMNS = ("minute", "rss_mb", "tasks", "threads", "fds", "answers", "errors", "history", "heap_mb", "rate",
+           "digests")  # fmt: skip
 HEADS = ("min", "kernel RSS MB", "asyncio tasks", "threads", "fds", "answers", "errors", "history",
-         "page JS heap MB", "answers/s")  # fmt: skip
+         "page JS heap MB", "answers/s", "message digests")  # fmt: skip
 
 
 def fmt(value: object) -> str:
@@ -143,7 +149,8 @@ def summary(samples: list[Sample], history_limit: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for column, head in (("rss_mb", "kernel RSS MB"), ("tasks", "asyncio tasks"), ("threads", "threads"),
-                         ("fds", "open fds"), ("heap_mb", "page JS heap MB")):  # fmt: skip
+                         ("fds", "open fds"), ("heap_mb", "page JS heap MB"),
+                         ("digests", "kernel message digests")):  # fmt: skip
         values = [getattr(s, column) for s in samples]
         grown = values[-1] - values[0]
         since = getattr(steady[-1], column) - getattr(steady[0], column)
