@@ -7,6 +7,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import traitlets
+from traitlets.log import get_logger
 
 __all__ = ["Badge", "KeyBox", "classed"]
 
@@ -49,8 +50,9 @@ class KeyBox(widgets.Password):  # type: ignore[misc]  # ipywidgets has no type 
 
 class _KeyMessageFilter(logging.Filter):
     """Keeps a typed key out of debug logs: the ``comm`` package logs every incoming comm message
-    (the key box's too) at DEBUG, which a plain ``logging.basicConfig(level=DEBUG)`` writes out;
-    records that mention a key box's comm lose their arguments."""
+    (the key box's too) at DEBUG, which a plain ``logging.basicConfig(level=DEBUG)`` writes out,
+    and so does the kernel's own logger at DEBUG (``--debug``); records that mention a key box's
+    comm lose their arguments."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -61,7 +63,11 @@ class _KeyMessageFilter(logging.Filter):
         self._comms.add(comm_id)
         if not self._installed:
             self._installed = True
-            logging.getLogger("Comm").addFilter(self)
+            kernel_log = get_logger()  # inside a kernel: the kernel app's logger
+            if isinstance(kernel_log, logging.LoggerAdapter):
+                kernel_log = kernel_log.logger
+            for logger in (logging.getLogger("Comm"), kernel_log):
+                logger.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and any(comm in str(record.args) for comm in self._comms):

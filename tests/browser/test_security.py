@@ -143,6 +143,10 @@ def _kernel_cells(base_url: str, key_file: Path, log_file: Path) -> list[str]:
         "import logging, pathlib, sys\n"
         # Everything logged at DEBUG (httpx and httpcore included) goes to a file the test reads.
         f"logging.basicConfig(filename={str(log_file)!r}, level=logging.DEBUG, force=True)\n"
+        # ... and so does the kernel's own logger (it logs every message it gets at DEBUG).
+        "kernel_log = get_ipython().kernel.log\n"
+        "kernel_log.setLevel(logging.DEBUG)\n"
+        f"kernel_log.addHandler(logging.FileHandler({str(log_file)!r}))\n"
         "connects, lookups = [], []\n"
         "def _audit(event, args):\n"
         "    if event == 'socket.connect':\n"
@@ -225,7 +229,10 @@ def test_frames_and_the_key_go_only_to_base_url(
     # Neither key anywhere a person or a log could read it.
     server_log = jupyter_lab.log_path.read_text(errors="replace")
     debug_log = log_file.read_text(errors="replace")
-    assert "HTTP Request: POST" in debug_log  # httpx did log at DEBUG/INFO: the check means something
+    # The log is full enough for the check to mean something: httpx's requests, the kernel's own
+    # messages, and the key box's message, redacted.
+    assert "HTTP Request: POST" in debug_log and "MESSAGE TYPE:comm_msg" in debug_log
+    assert "(a message of the API key box; not logged)" in debug_log
     for secret in (key, wrong):
         for where, text in {
             "printed reprs": printed,
