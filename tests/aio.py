@@ -7,9 +7,12 @@ browser fixture is session-scoped), so ``asyncio.run`` there fails; a worker thr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from rtvlm_widget import VLMClient
 
 T = TypeVar("T")
 
@@ -17,3 +20,15 @@ T = TypeVar("T")
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-asyncio") as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def with_client(make: Callable[[VLMClient], Awaitable[T]], client: VLMClient) -> T:
+    """``await make(client)`` from a sync test, closing the client afterwards."""
+
+    async def go() -> T:
+        try:
+            return await make(client)
+        finally:
+            await client.aclose()
+
+    return run_async(go())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ from rtvlm_widget import (
     normalize_base_url,
 )
 from rtvlm_widget._client import parse_models
-from tests.aio import run_async
+from tests.aio import with_client
 from tests.servers.llama import LlamaServer, free_port
 from tests.servers.tiny_vlm import IMAGE_TOKENS
 from tests.servers.trickle import TrickleServer
@@ -33,14 +33,7 @@ from tests.servers.trickle import TrickleServer
 T = TypeVar("T")
 
 
-def run(make: Callable[[VLMClient], Awaitable[T]], client: VLMClient) -> T:
-    async def go() -> T:
-        try:
-            return await make(client)
-        finally:
-            await client.aclose()
-
-    return run_async(go())
+run = with_client
 
 
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> bytes:

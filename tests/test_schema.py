@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import enum
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -28,21 +27,14 @@ from rtvlm_widget._schema import (
     validate,
 )
 from rtvlm_widget._shapes import DETECT_SCHEMA, Box, parse_shapes
-from tests.aio import run_async
+from tests.aio import with_client
 from tests.servers.format_refusing import OLD_LLAMA_CPP_REFUSAL, FormatRefusingServer
 from tests.servers.llama import LlamaServer
 
 T = TypeVar("T")
 
 
-def run(make: Callable[[VLMClient], Awaitable[T]], client: VLMClient) -> T:
-    async def go() -> T:
-        try:
-            return await make(client)
-        finally:
-            await client.aclose()
-
-    return run_async(go())
+run = with_client
 
 
 def jpeg(size: tuple[int, int] = (640, 480)) -> bytes:

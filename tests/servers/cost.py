@@ -16,7 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.servers.threaded import ThreadedServer
+from tests.servers.threaded import JsonHandler, ThreadedServer
 
 __all__ = ["CostServer", "Size"]
 
@@ -52,20 +52,9 @@ class CostServer(ThreadedServer):
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             # Headers and body leave in two writes; with Nagle each request would wait ~40 ms.
             disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output quiet
-
-            def _json(self, status: int, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))

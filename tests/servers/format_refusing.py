@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers.threaded import ThreadedServer
+from tests.servers.threaded import JsonHandler, ThreadedServer
 
 __all__ = ["OLD_LLAMA_CPP_REFUSAL", "FormatRefusingServer", "format_of"]
 
@@ -50,18 +50,7 @@ class FormatRefusingServer(ThreadedServer):
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output quiet
-
-            def _json(self, status: int, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length))

@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.servers.threaded import ThreadedServer
+from tests.servers.threaded import JsonHandler, ThreadedServer
 
 __all__ = ["GatedServer"]
 
@@ -70,18 +70,7 @@ class GatedServer(ThreadedServer):
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # keep test output quiet
-
-            def _json(self, status: int, payload: object) -> None:
-                body = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:
                 if self.path == "/v1/models":
                     self._json(200, {"object": "list", "data": [{"id": m} for m in owner.models]})

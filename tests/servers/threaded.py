@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["ThreadedServer"]
+__all__ = ["JsonHandler", "ThreadedServer"]
 
 S = TypeVar("S", bound="ThreadedServer")
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that can answer with a JSON body."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output quiet
+
+    def _json(self, status: int, payload: object) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class ThreadedServer:
