@@ -110,6 +110,7 @@ class RealtimeVLM:
             schema=to_schema(schema) if schema is not None else None,
         )
         _check_run_settings(interval, max_in_flight, frames_per_request, frame_spacing, history_limit)
+        parse_send_size(send_size)
         self.view = CameraView()
         #: The controller's frames: the browser camera (the view) or a kernel-side source.
         self._source: CameraView | KernelSource = (
