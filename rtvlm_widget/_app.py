@@ -157,6 +157,7 @@ class RealtimeVLM:
 
     @property
     def prompt(self) -> str:
+        """The question asked about every frame; settable (the panel's box follows)."""
         return self._controller.params.prompt
 
     @prompt.setter
@@ -174,6 +175,7 @@ class RealtimeVLM:
 
     @property
     def last_answer(self) -> Answer | None:
+        """The newest record in ``history`` (None before the first request)."""
         return self._controller.history[-1] if self._controller.history else None
 
     # -- asking from Python ----------------------------------------------------------------------

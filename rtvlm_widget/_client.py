@@ -376,6 +376,7 @@ class VLMClient:
         return redact_url(self.base_url + path)
 
     async def aclose(self) -> None:
+        """Close the connections; the client cannot be used afterwards."""
         await self._http.aclose()
 
     async def list_models(self) -> list[str]:

@@ -81,6 +81,7 @@ class Comparison:
             self.shown_in = current_cell()
 
     def put(self, row: int, column: int, answer: Answer, *, counted: bool = True) -> None:
+        """Fill a cell (``counted=False``: one that needed no request, e.g. a recorded answer)."""
         self._answers[row, column] = answer
         if counted:
             self.grid.set(row, column, answer)

@@ -36,6 +36,7 @@ class Timing:
     display_s: float | None = None
 
     def as_dict(self) -> dict[str, float | None]:
+        """The phases by name, in seconds."""
         return {
             "wait_s": self.wait_s,
             "capture_s": self.capture_s,
@@ -97,6 +98,7 @@ class Answer:
 
     @property
     def ok(self) -> bool:
+        """True when the request got an answer (``error`` is None)."""
         return self.error is None
 
     def annotated(self) -> Any:

@@ -187,6 +187,7 @@ class ProbeResult:
 
     @property
     def chosen_row(self) -> ProbeRow | None:
+        """The row of the chosen size (None when nothing was chosen)."""
         return next((row for row in self.rows if row.size == self.chosen), None)
 
     def to_dicts(self) -> list[dict[str, Any]]:
