@@ -216,6 +216,27 @@ _EXECUTE_JS = (
 )
 
 
+#: JS function ``findWidgetManager(panelId)``: the widget manager that renders a notebook's outputs
+#: (it is not on ``window``; the widget renderers under the notebook panel hold it).
+WIDGET_MANAGER_JS = """async function findWidgetManager(panelId) {
+  const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.id === panelId);
+  const seen = new Set();
+  const find = (w) => {
+    if (!w || seen.has(w)) return null;
+    seen.add(w);
+    if (w._manager && w._manager.promise) return w;
+    for (const child of w.widgets || []) { const hit = find(child); if (hit) return hit; }
+    for (const cell of (w.content && w.content.widgets) || []) {
+      const hit = find(cell.outputArea); if (hit) return hit;
+    }
+    return null;
+  };
+  const renderer = find(panel);
+  if (!renderer) throw new Error('no widget renderer under ' + panelId);
+  return await renderer._manager.promise;
+}"""
+
+
 class NotebookPage:
     """A Playwright page showing one notebook of a `JupyterLab` server.
 

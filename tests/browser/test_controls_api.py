@@ -21,7 +21,7 @@ from typing import Any
 from playwright.sync_api import Page, WebSocket, expect
 
 from tests.browser.jupyter import JupyterLab
-from tests.browser.page import NotebookPage
+from tests.browser.page import WIDGET_MANAGER_JS, NotebookPage
 from tests.servers.llama import LlamaServer
 from tests.servers.scripted import GatedServer
 
@@ -29,25 +29,14 @@ UI_TIMEOUT_MS = 30_000
 
 # A serialized widget state of every model the page's widget manager holds, read from the first
 # widget renderer under the notebook panel (the manager is not on window; its renderers know it).
-_WIDGET_STATE_JS = """async (id) => {
-  const app = window.jupyterapp;
-  const panel = [...app.shell.widgets('main')].find((w) => w.id === id);
-  const seen = new Set();
-  const find = (w) => {
-    if (!w || seen.has(w)) return null;
-    seen.add(w);
-    if (w._manager && w._manager.promise) return w;
-    for (const child of w.widgets || []) { const hit = find(child); if (hit) return hit; }
-    for (const cell of (w.content && w.content.widgets) || []) {
-      const hit = find(cell.outputArea); if (hit) return hit;
-    }
-    return null;
-  };
-  const renderer = find(panel);
-  if (!renderer) throw new Error('no widget renderer under ' + id);
-  const manager = await renderer._manager.promise;
+_WIDGET_STATE_JS = (
+    "async (id) => {"
+    + WIDGET_MANAGER_JS
+    + """
+  const manager = await findWidgetManager(id);
   return JSON.stringify(await manager.get_state({ drop_defaults: false }));
 }"""
+)
 
 _SAVE_STATE_TOGGLE = "@jupyter-widgets/jupyterlab-manager:saveWidgetState"
 _SET_SAVE_STATE_JS = """async ([command, wanted]) => {

@@ -16,30 +16,20 @@ from typing import Any
 from playwright.sync_api import expect
 
 from tests.browser.jupyter import JupyterLab
-from tests.browser.page import NotebookPage
+from tests.browser.page import WIDGET_MANAGER_JS, NotebookPage
 from tests.browser.test_controls_api import _SAVE_JS, UI_TIMEOUT_MS, PanelDriver, wait_until
 from tests.servers.faulty import CutStream, FaultyServer, Raw, Reply, Status
 
 # The view's widget model, found through the widget manager that rendered the notebook's outputs.
-_FIND_MODEL_JS = """async ([panelId, modelId]) => {
-  const panel = [...window.jupyterapp.shell.widgets('main')].find((w) => w.id === panelId);
-  const seen = new Set();
-  const find = (w) => {
-    if (!w || seen.has(w)) return null;
-    seen.add(w);
-    if (w._manager && w._manager.promise) return w;
-    for (const child of w.widgets || []) { const hit = find(child); if (hit) return hit; }
-    for (const cell of (w.content && w.content.widgets) || []) {
-      const hit = find(cell.outputArea); if (hit) return hit;
-    }
-    return null;
-  };
-  const renderer = find(panel);
-  if (!renderer) throw new Error('no widget renderer under ' + panelId);
-  const manager = await renderer._manager.promise;
+_FIND_MODEL_JS = (
+    "async ([panelId, modelId]) => {"
+    + WIDGET_MANAGER_JS
+    + """
+  const manager = await findWidgetManager(panelId);
   window.__rtvlmModel = await manager.get_model(modelId);
   return window.__rtvlmModel.get('_esm') ? 'anywidget' : 'other';
 }"""
+)
 
 # Every kind of malformed message the kernel must drop (and count), sent as the view would send.
 _MALFORMED_JS = """() => {
