@@ -1,0 +1,163 @@
+"""One chat request as data: what is asked (``ChatParams``), the JSON body it becomes, and what
+comes back (``Completion``, ``Usage``). No HTTP here: ``_client.py`` sends it.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._schema import Schema, schema_instruction
+
+__all__ = [
+    "MAX_TOKENS_LIMIT",
+    "SCHEMA_FORMATS",
+    "TEMPERATURE_RANGE",
+    "ChatParams",
+    "Completion",
+    "Usage",
+    "build_chat_body",
+    "response_format",
+    "schema_format_of",
+]
+
+#: Bounds ChatParams accepts (OpenAI's temperature range; no server answers 128k tokens per frame).
+MAX_TOKENS_LIMIT = 131_072
+TEMPERATURE_RANGE = (0.0, 2.0)
+
+#: How a schema can travel, best first; a server that refuses one form gets the next
+#: (``VLMClient.schema_format(schema)``). ``json_object_schema`` is llama.cpp's ``json_object``
+#: with a ``schema`` beside it (still a grammar there); from it on the prompt also spells out the
+#: schema.
+SCHEMA_FORMATS = ("json_schema", "json_object_schema", "json_object", "prompt")
+
+
+@dataclass(frozen=True)
+class ChatParams:
+    """What to ask: the same for every frame of a live run unless the user changes it."""
+
+    prompt: str
+    model: str | None = None
+    max_tokens: int = 100
+    temperature: float = 0.2
+    #: Ask for tokens as they are generated (SSE); servers that answer in one piece still work.
+    stream: bool = True
+    #: Ask for JSON matching this schema (``to_schema(...)`` makes one from a dict, Pydantic model
+    #: or dataclass); sent as ``response_format``. None: free text, and no ``response_format``.
+    schema: Schema | None = None
+
+    def __post_init__(self) -> None:
+        # Refused here, with the reason, rather than sent and refused (or obeyed) by the server.
+        if not isinstance(self.prompt, str):
+            raise TypeError(f"prompt must be a string, not {type(self.prompt).__name__}")
+        tokens = self.max_tokens
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS_LIMIT:
+            raise ValueError(
+                f"max_tokens must be a whole number from 1 to {MAX_TOKENS_LIMIT}, not {tokens!r}"
+            )
+        low, high = TEMPERATURE_RANGE
+        temp = self.temperature
+        if (
+            isinstance(temp, bool)
+            or not isinstance(temp, (int, float))
+            or not math.isfinite(temp)
+            or not low <= temp <= high
+        ):
+            raise ValueError(f"temperature must be a number from {low:g} to {high:g}, not {temp!r}")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts reported by the server for one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def from_payload(cls, payload: object) -> Usage | None:
+        if not isinstance(payload, dict):
+            return None
+        prompt, completion = payload.get("prompt_tokens"), payload.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(completion, int):
+            return cls(prompt, completion)
+        return None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One answer from ``/v1/chat/completions``."""
+
+    text: str
+    model: str | None
+    finish_reason: str | None
+    usage: Usage | None
+    latency_s: float
+    #: Seconds from sending the request to the first token of text (streaming only).
+    first_token_s: float | None = None
+    #: How the schema went to the server (one of ``SCHEMA_FORMATS``); None without a schema.
+    schema_format: str | None = None
+
+
+def build_chat_body(
+    params: ChatParams,
+    images: Sequence[bytes],
+    mime: str = "image/jpeg",
+    *,
+    usage_in_stream: bool = True,
+    schema_format: str = "json_schema",
+) -> dict[str, Any]:
+    """The JSON body for one chat request; images become data URLs (the only base64 step).
+
+    With ``params.schema`` the body asks for JSON in the form ``schema_format`` names (one of
+    :data:`SCHEMA_FORMATS`).
+    """
+    if schema_format not in SCHEMA_FORMATS:
+        raise ValueError(f"schema_format must be one of {', '.join(SCHEMA_FORMATS)}, not {schema_format!r}")
+    schema = params.schema
+    prompt = params.prompt
+    if schema is not None and schema_format != "json_schema":
+        prompt = f"{prompt}\n\n{schema_instruction(schema)}" if prompt else schema_instruction(schema)
+    content: list[dict[str, Any]] = [
+        {
+            "type": "image_url",
+            "image_url": {"url": f"data:{mime};base64,{base64.b64encode(img).decode('ascii')}"},
+        }
+        for img in images
+    ]
+    content.append({"type": "text", "text": prompt})
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "stream": params.stream,
+    }
+    if params.stream and usage_in_stream:
+        body["stream_options"] = {"include_usage": True}
+    if params.model:
+        body["model"] = params.model
+    if schema is not None and schema_format != "prompt":
+        body["response_format"] = response_format(schema, schema_format)
+    return body
+
+
+def response_format(schema: Schema, schema_format: str) -> dict[str, Any]:
+    if schema_format == "json_schema":
+        # strict only where OpenAI would accept it: it refuses a non-strict schema with strict on.
+        spec = {"name": schema.name, "schema": schema.json_schema, "strict": schema.strict}
+        return {"type": "json_schema", "json_schema": spec}
+    if schema_format == "json_object_schema":
+        return {"type": "json_object", "schema": schema.json_schema}
+    return {"type": "json_object"}
+
+
+def schema_format_of(body: dict[str, Any]) -> str | None:
+    """Which of SCHEMA_FORMATS ``body`` uses, if it carries a response_format."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") == "json_schema":
+        return "json_schema"
+    return "json_object_schema" if "schema" in fmt else "json_object"
