@@ -154,7 +154,15 @@ function render({ model, el }) {
     await copyText(lines.join("\n"));
     copied("log");
   });
-  clear.addEventListener("click", () => model.send({ kind: "clear" }));
+  /** Send unless the kernel is gone (ipywidgets throws on a dead comm). @param {object} content */
+  const send = (content) => {
+    try {
+      model.send(content);
+    } catch {
+      // nothing to tell a kernel that is gone
+    }
+  };
+  clear.addEventListener("click", () => send({ kind: "clear" }));
   const syncAutoscroll = () => (autoscroll.checked = Boolean(model.get("autoscroll")));
   syncAutoscroll();
   autoscroll.addEventListener("change", () => {
@@ -164,7 +172,7 @@ function render({ model, el }) {
 
   model.on("msg:custom", onMessage);
   model.on("change:autoscroll", syncAutoscroll);
-  model.send({ kind: "replay" });
+  send({ kind: "replay" });
 
   return () => {
     model.off("msg:custom", onMessage);

@@ -333,6 +333,21 @@ function render({ model, el }) {
   /** @type {MediaStream | null} */
   let stream = null;
   let disposed = false;
+
+  /**
+   * Send to the kernel unless it is gone: after a kernel restart or shutdown the comm is dead and
+   * ipywidgets throws ("Cannot send"); a late reply or note then has nobody to tell.
+   * @param {Record<string, unknown>} content
+   * @param {ArrayBuffer[]} [buffers]
+   */
+  function send(content, buffers) {
+    if (disposed) return;
+    try {
+      model.send(content, undefined, buffers ?? []);
+    } catch {
+      // the kernel is gone: nothing to do
+    }
+  }
   let generation = 0; // bumps on every (re)start, so a slow old start cannot win
   let lastShownNote = -Infinity;
 
@@ -553,7 +568,7 @@ function render({ model, el }) {
         throw new Error("the camera is not delivering video");
       }
       const frame = await grabJpeg(video, canvas, msg.max_edge ?? 0, model.get("jpeg_quality"));
-      model.send(
+      send(
         {
           kind: "frame",
           seq: msg.seq,
@@ -564,12 +579,11 @@ function render({ model, el }) {
           draw_ms: frame.drawMs,
           encode_ms: frame.encodeMs,
         },
-        undefined,
         [frame.bytes],
       );
     } catch (error) {
       const message = model.get("camera_message") || (error instanceof Error ? error.message : String(error));
-      model.send({ kind: "error", seq: msg.seq, message });
+      send({ kind: "error", seq: msg.seq, message });
     }
   }
 
@@ -590,7 +604,7 @@ function render({ model, el }) {
       if (msg.final && performance.now() - lastShownNote >= 500) {
         lastShownNote = performance.now();
         requestAnimationFrame(() =>
-          model.send({ kind: "shown", seq: msg.seq, shown_at_ms: performance.timeOrigin + performance.now() }),
+          send({ kind: "shown", seq: msg.seq, shown_at_ms: performance.timeOrigin + performance.now() }),
         );
       }
     }
@@ -604,7 +618,7 @@ function render({ model, el }) {
     if (!(event.target instanceof Node) || !panel.contains(event.target)) return;
     event.preventDefault(); // no button "click", no page scroll
     event.stopPropagation(); // and not JupyterLab's command-mode shortcuts
-    model.send({ kind: "toggle_live" });
+    send({ kind: "toggle_live" });
   }
 
   const onDeviceChange = () => void listDevices().catch(() => {});

@@ -127,6 +127,10 @@ class RealtimeVLM:
             history_limit=history_limit,
             send_size=send_size,
         )
+        # The prefetch hides the browser's round trip. A kernel source reads locally, and a frame it
+        # read ahead but that went unused (too old) would be skipped: with realtime=False each
+        # capture is the next frame.
+        self._controller.prefetch = source is None
         self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
             self.view,

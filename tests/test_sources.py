@@ -433,6 +433,7 @@ def test_controller_asks_about_video_frames(llama_server: LlamaServer, clip: Pat
 
     async def go() -> list[Answer]:
         controller = Controller(source, VLMClient(llama_server.base_url), _params(), interval_s=0)
+        controller.prefetch = False  # as RealtimeVLM sets it for kernel sources
         try:
             for _ in range(2):
                 await controller.ask()
@@ -450,8 +451,7 @@ def test_controller_asks_about_video_frames(llama_server: LlamaServer, clip: Pat
         source.close()
     assert all(a.ok and a.text and a.model == "tiny-vlm" for a in answers), [a.error for a in answers]
     frames = [index_of(a.jpeg) for a in answers]
-    # As fast as the server answers: consecutive frames, none repeated, none skipped (the live
-    # loop's prefetch takes the next frame too).
+    # As fast as the server answers: consecutive frames, none repeated, none skipped.
     assert frames == list(range(len(frames))), frames
     assert answers[0].frame_width == 160 and answers[0].timing is not None
 
@@ -481,6 +481,7 @@ def test_live_mode_stops_when_a_file_ends(llama_server: LlamaServer) -> None:
 
     async def go() -> list[Answer]:
         controller = Controller(source, VLMClient(llama_server.base_url), _params(), interval_s=0.0)
+        controller.prefetch = False  # as RealtimeVLM sets it for kernel sources
         controller.on_status(lambda state, message: statuses.append((state, message)))
         try:
             controller.start()
