@@ -622,28 +622,26 @@ function render({ model, el }) {
   }
 
   const onDeviceChange = () => void listDevices().catch(() => {});
-  model.on("msg:custom", onMessage);
-  model.on("change:device_id", restart);
-  model.on("change:resolution", restart);
-  model.on("change:mirror", applyView);
-  model.on("change:overlay", applyView);
-  model.on("change:shapes_visible", drawShapes);
-  model.on("change:source", applySource);
-  model.on("change:camera_state", showKernelBadge);
+  // Every model listener, so that teardown removes exactly what was added.
+  /** @type {[string, (...args: any[]) => void][]} */
+  const listeners = [
+    ["msg:custom", onMessage],
+    ["change:device_id", restart],
+    ["change:resolution", restart],
+    ["change:mirror", applyView],
+    ["change:overlay", applyView],
+    ["change:shapes_visible", drawShapes],
+    ["change:source", applySource],
+    ["change:camera_state", showKernelBadge],
+  ];
+  for (const [event, handler] of listeners) model.on(event, handler);
   document.addEventListener("keydown", onKey, true);
   navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
 
   return () => {
     disposed = true;
     generation++;
-    model.off("msg:custom", onMessage);
-    model.off("change:device_id", restart);
-    model.off("change:resolution", restart);
-    model.off("change:mirror", applyView);
-    model.off("change:overlay", applyView);
-    model.off("change:shapes_visible", drawShapes);
-    model.off("change:source", applySource);
-    model.off("change:camera_state", showKernelBadge);
+    for (const [event, handler] of listeners) model.off(event, handler);
     document.removeEventListener("keydown", onKey, true);
     navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
     stopStream();

@@ -5,12 +5,24 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from playwright.sync_api import Locator
+
 from tests.browser.apng import animate
 from tests.browser.jupyter import JupyterLab
 from tests.browser.page import NotebookPage
 from tests.servers.llama import LlamaServer
 
 THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+
+def _show(lab: JupyterLab, page: NotebookPage, server: LlamaServer, name: str, args: str) -> Locator:
+    """A notebook whose one cell shows a panel on ``server`` (with ``args``), opened and live."""
+    cell = (
+        "from rtvlm_widget import RealtimeVLM\n"
+        f"app = RealtimeVLM(base_url={server.base_url!r}, prompt='Describe the scene.', {args})\napp"
+    )
+    lab.put_notebook(name, [cell])
+    return page.show_panel(lab, name)
 
 
 def test_panel_in_light_and_dark_theme(
@@ -21,16 +33,7 @@ def test_panel_in_light_and_dark_theme(
 ) -> None:
     page = notebook_page.page
     page.set_viewport_size({"width": 1100, "height": 1900})
-    jupyter_lab.put_notebook(
-        "themes.ipynb",
-        [
-            "from rtvlm_widget import RealtimeVLM\n"
-            f"app = RealtimeVLM(base_url={llama_server.base_url!r}, prompt='Describe the scene.', "
-            "max_tokens=12)\n"
-            "app"
-        ],
-    )
-    panel = notebook_page.show_panel(jupyter_lab, "themes.ipynb")
+    panel = _show(jupyter_lab, notebook_page, llama_server, "themes.ipynb", "max_tokens=12")
     panel.locator(".rtvlm-model select").filter(has_text="tiny-vlm").wait_for(timeout=20_000)
     for count in (1, 2):
         panel.locator("button.rtvlm-send-once").click()
@@ -60,16 +63,7 @@ def test_live_mode_animation(
     """A few seconds of live mode as an animated PNG (the README's animation)."""
     page = notebook_page.page
     page.set_viewport_size({"width": 1100, "height": 1200})
-    jupyter_lab.put_notebook(
-        "animation.ipynb",
-        [
-            "from rtvlm_widget import RealtimeVLM\n"
-            f"app = RealtimeVLM(base_url={llama_server.base_url!r}, prompt='Describe the scene.', "
-            "max_tokens=10, interval=0.3)\n"
-            "app"
-        ],
-    )
-    panel = notebook_page.show_panel(jupyter_lab, "animation.ipynb")
+    panel = _show(jupyter_lab, notebook_page, llama_server, "animation.ipynb", "max_tokens=10, interval=0.3")
     panel.locator("button.rtvlm-run").click()
     panel.locator(".rtvlm-log tbody tr").first.wait_for(timeout=20_000)
     # The camera view, the run bar and the answer: the part of the panel that moves.
