@@ -1,8 +1,13 @@
-// rtvlm-widget camera view: preview, device/resolution choice and frame capture (anywidget ES module).
+// rtvlm-widget camera view: preview, device/resolution choice, frame capture, the run buttons and
+// the answer box (anywidget ES module).
 //
 // The kernel asks for a frame ({kind: "capture", seq}); this view grabs the current video frame,
 // encodes it as JPEG and answers with the bytes as a binary comm buffer ({kind: "frame", seq, …}),
 // or with {kind: "error", seq, message}. Frames never go through synced traits or base64.
+// A click on Send once grabs the frame at once and sends it with the ask ({kind: "ask", seq, …}
+// and the JPEG buffer), so the request leaves the kernel without a round trip back to this page.
+// Start/Stop (and Space) send {kind: "toggle_live"}; the kernel's `live` trait labels the button.
+// Answers ({kind: "answer"}) fill the overlay and the answer box from the one message.
 // With a kernel-side source (the `source` trait is not "camera") the camera is never opened: the
 // kernel sends {kind: "preview", width, height} with each frame it uses as a JPEG buffer, and the
 // view draws it where the video would be. A final answer may carry boxes and points (fractions 0–1
@@ -63,6 +68,14 @@ const CSS = `
 .rtvlm-overlay:empty, .rtvlm-overlay[hidden] { display: none; }
 .rtvlm-panel .rtvlm-badge-run, .rtvlm-panel .rtvlm-badge-camera, .rtvlm-panel .rtvlm-badge-api {
   padding: 0 8px; margin: 0 2px; border-radius: 10px; font-size: 12px; }
+.rtvlm-runbar { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; margin: 4px 0 2px; }
+.rtvlm-runbar button { width: auto; min-width: 96px; }
+.rtvlm-runbar button i { margin-right: 4px; }
+.rtvlm-answer textarea { box-sizing: border-box; width: 100%; height: 5em; resize: vertical;
+  font: var(--jp-content-font-size1, 14px) var(--jp-ui-font-family, sans-serif);
+  color: var(--jp-ui-font-color0, #111); background: var(--jp-layout-color0, #fff);
+  border: var(--jp-border-width, 1px) solid var(--jp-border-color1, #bdbdbd); border-radius: 2px;
+  padding: 4px 6px; }
 `;
 
 /**
@@ -290,6 +303,26 @@ function paintShapes(canvas, shapes, mirror, scale) {
   for (const draw of tags) draw();
 }
 
+/**
+ * A button styled like the ipywidgets ones around it.
+ * @param {string} name its class, by which tests and styles find it
+ * @param {string} title
+ */
+function button(name, title) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = `jupyter-widgets jupyter-button widget-button ${name}`;
+  b.title = title;
+  return b;
+}
+
+/** @param {string} name a Font Awesome icon, as ipywidgets buttons use */
+function icon(name) {
+  const i = document.createElement("i");
+  i.className = `fa fa-${name}`;
+  return i;
+}
+
 /** @param {EventTarget | null} target */
 function isTyping(target) {
   if (!(target instanceof HTMLElement)) return false;
@@ -327,7 +360,23 @@ function render({ model, el }) {
   shapesCanvas.hidden = true;
   shapesCanvas.width = shapesCanvas.height = 0;
   root.append(video, preview, shapesCanvas, badge, note, overlay);
-  el.append(style, root);
+  // The run buttons live here, beside the video, so a click can take its frame at once.
+  const runbar = document.createElement("div");
+  runbar.className = "rtvlm-runbar";
+  const runButton = button("rtvlm-run", "Start or stop asking about frames continuously (Space)");
+  runButton.classList.add("widget-toggle-button");
+  const sendButton = button("rtvlm-send-once", "Ask about the current frame once");
+  sendButton.append(icon("paper-plane"), "Send once");
+  runbar.append(runButton, sendButton);
+  // The latest answer, written from the same message as the overlay; read-only text, never HTML.
+  const answerWrap = document.createElement("div");
+  answerWrap.className = "rtvlm-answer";
+  const answerBox = document.createElement("textarea");
+  answerBox.readOnly = true;
+  answerBox.placeholder = "The latest answer appears here.";
+  answerBox.setAttribute("aria-label", "Latest answer");
+  answerWrap.append(answerBox);
+  el.append(style, root, runbar, answerWrap);
   const canvas = document.createElement("canvas");
 
   /** @type {MediaStream | null} */
@@ -554,38 +603,76 @@ function render({ model, el }) {
   }
   applyView();
 
+  /**
+   * A fresh camera frame as JPEG: the message fields and the bytes. Throws when there is none.
+   * @param {number} maxEdge
+   * @returns {Promise<[Record<string, unknown>, ArrayBuffer]>}
+   */
+  async function takeFrame(maxEdge) {
+    if (kernelSource()) throw new Error(`frames come from the kernel (${model.get("source")}), not this camera`);
+    // A restart (device or resolution change) may begin while we wait: wait for the newest.
+    for (let current = ready; ; current = ready) {
+      await current;
+      if (current === ready) break;
+    }
+    // An ended track leaves its last picture in the <video>: never send that as a fresh frame.
+    if (stream?.getVideoTracks()[0]?.readyState !== "live") {
+      throw new Error("the camera is not delivering video");
+    }
+    const frame = await grabJpeg(video, canvas, maxEdge, model.get("jpeg_quality"));
+    const fields = {
+      width: frame.width,
+      height: frame.height,
+      mime: "image/jpeg",
+      captured_at_ms: frame.capturedAt,
+      draw_ms: frame.drawMs,
+      encode_ms: frame.encodeMs,
+    };
+    return [fields, frame.bytes];
+  }
+
+  /** @param {unknown} error */
+  function cameraProblem(error) {
+    return model.get("camera_message") || (error instanceof Error ? error.message : String(error));
+  }
+
   /** @param {CaptureRequest} msg */
   async function answerCapture(msg) {
     try {
-      if (kernelSource()) throw new Error(`frames come from the kernel (${model.get("source")}), not this camera`);
-      // A restart (device or resolution change) may begin while we wait: wait for the newest.
-      for (let current = ready; ; current = ready) {
-        await current;
-        if (current === ready) break;
-      }
-      // An ended track leaves its last picture in the <video>: never send that as a fresh frame.
-      if (stream?.getVideoTracks()[0]?.readyState !== "live") {
-        throw new Error("the camera is not delivering video");
-      }
-      const frame = await grabJpeg(video, canvas, msg.max_edge ?? 0, model.get("jpeg_quality"));
-      send(
-        {
-          kind: "frame",
-          seq: msg.seq,
-          width: frame.width,
-          height: frame.height,
-          mime: "image/jpeg",
-          captured_at_ms: frame.capturedAt,
-          draw_ms: frame.drawMs,
-          encode_ms: frame.encodeMs,
-        },
-        [frame.bytes],
-      );
+      const [fields, bytes] = await takeFrame(msg.max_edge ?? 0);
+      send({ kind: "frame", seq: msg.seq, ...fields }, [bytes]);
     } catch (error) {
-      const message = model.get("camera_message") || (error instanceof Error ? error.message : String(error));
-      send({ kind: "error", seq: msg.seq, message });
+      send({ kind: "error", seq: msg.seq, message: cameraProblem(error) });
     }
   }
+
+  let asks = 0;
+  /** Send once: the frame leaves with the click (a kernel source: the kernel takes its own). */
+  async function sendOnce() {
+    const seq = ++asks;
+    if (kernelSource()) {
+      send({ kind: "ask", seq });
+      return;
+    }
+    try {
+      const [fields, bytes] = await takeFrame(Number(model.get("send_edge")) || 0);
+      send({ kind: "ask", seq, ...fields }, [bytes]);
+    } catch (error) {
+      send({ kind: "ask", seq, message: cameraProblem(error) }); // the kernel reports it
+    }
+  }
+
+  function showLive() {
+    const live = Boolean(model.get("live"));
+    runButton.replaceChildren(icon(live ? "stop" : "play"), live ? "Stop" : "Start");
+    runButton.classList.toggle("mod-active", live);
+    runButton.setAttribute("aria-pressed", String(live));
+  }
+  showLive();
+  const onRunClick = () => send({ kind: "toggle_live" });
+  const onSendClick = () => void sendOnce();
+  runButton.addEventListener("click", onRunClick);
+  sendButton.addEventListener("click", onSendClick);
 
   /** @param {KernelMessage} msg @param {(DataView | ArrayBuffer)[]} [buffers] */
   function onMessage(msg, buffers) {
@@ -595,7 +682,9 @@ function render({ model, el }) {
     } else if (msg.kind === "capture") {
       void answerCapture(msg);
     } else if (msg.kind === "answer") {
-      overlay.textContent = String(msg.text ?? ""); // model output is text, never HTML
+      const text = String(msg.text ?? "");
+      overlay.textContent = text; // model output is text, never HTML
+      answerBox.value = text;
       // Only whole answers carry shapes; a streamed part leaves the last answer's in place.
       if (msg.final) setShapes(msg.seq, msg.shapes);
       // Tell the kernel when a whole answer is on screen (the "display" phase of its timing), for
@@ -633,6 +722,7 @@ function render({ model, el }) {
     ["change:shapes_visible", drawShapes],
     ["change:source", applySource],
     ["change:camera_state", showKernelBadge],
+    ["change:live", showLive],
   ];
   for (const [event, handler] of listeners) model.on(event, handler);
   document.addEventListener("keydown", onKey, true);
@@ -648,6 +738,8 @@ function render({ model, el }) {
     video.srcObject = null;
     resizeObserver.disconnect();
     video.removeEventListener("resize", drawShapes);
+    runButton.removeEventListener("click", onRunClick);
+    sendButton.removeEventListener("click", onSendClick);
     pendingPreview = null;
     shapes = [];
     shapesCanvas.width = shapesCanvas.height = 0;

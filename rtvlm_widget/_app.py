@@ -131,6 +131,9 @@ class RealtimeVLM:
         # read ahead but that went unused (too old) would be skipped: with realtime=False each
         # capture is the next frame.
         self._controller.prefetch = source is None
+        # The view shows every answer (overlay, answer box, boxes) first, before the panel's readouts.
+        self._controller.on_partial(self.view.show_partial)
+        self._controller.on_answer(self.view.show_final)
         self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
             self.view,

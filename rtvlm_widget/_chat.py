@@ -18,6 +18,7 @@ __all__ = [
     "TEMPERATURE_RANGE",
     "ChatParams",
     "Completion",
+    "ServerTiming",
     "Usage",
     "build_chat_body",
     "response_format",
@@ -87,6 +88,47 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ServerTiming:
+    """The server's own account of a request (llama.cpp's ``timings``), in seconds."""
+
+    #: Prompt processing (prefill: the text and the image tokens not already cached).
+    prefill_s: float
+    #: Token generation (decode).
+    decode_s: float
+    prompt_tokens: int | None = None
+    predicted_tokens: int | None = None
+
+    @property
+    def total_s(self) -> float:
+        """The model's own time for the request."""
+        return self.prefill_s + self.decode_s
+
+    @classmethod
+    def from_payload(cls, payload: object) -> ServerTiming | None:
+        """``timings`` of a llama.cpp answer (the body, or a stream's last chunk); None otherwise."""
+        if not isinstance(payload, dict):
+            return None
+        prompt_ms, predicted_ms = payload.get("prompt_ms"), payload.get("predicted_ms")
+        if not isinstance(prompt_ms, (int, float)) or not isinstance(predicted_ms, (int, float)):
+            return None
+        if not (_finite(prompt_ms) and _finite(predicted_ms)) or min(prompt_ms, predicted_ms) < 0:
+            return None
+        prompt_n, predicted_n = payload.get("prompt_n"), payload.get("predicted_n")
+        return cls(
+            prefill_s=float(prompt_ms) / 1000,
+            decode_s=float(predicted_ms) / 1000,
+            prompt_tokens=prompt_n if isinstance(prompt_n, int) and not isinstance(prompt_n, bool) else None,
+            predicted_tokens=(
+                predicted_n if isinstance(predicted_n, int) and not isinstance(predicted_n, bool) else None
+            ),
+        )
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
 class Completion:
     """One answer from ``/v1/chat/completions``."""
 
@@ -99,6 +141,8 @@ class Completion:
     first_token_s: float | None = None
     #: How the schema went to the server (one of ``SCHEMA_FORMATS``); None without a schema.
     schema_format: str | None = None
+    #: The server's own prefill and decode times, where it reports them (llama.cpp).
+    server: ServerTiming | None = None
 
 
 def build_chat_body(

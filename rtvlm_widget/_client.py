@@ -22,6 +22,7 @@ from ._chat import (
     SCHEMA_FORMATS,
     ChatParams,
     Completion,
+    ServerTiming,
     Usage,
     build_chat_body,
     schema_format_of,
@@ -404,6 +405,7 @@ class VLMClient:
         model: str | None = None
         finish: str | None = None
         usage: Usage | None = None
+        server: ServerTiming | None = None
         first: float | None = None
         received = [0]  # characters so far, for the message when the stream breaks off
         async with self._transport_errors(url, during="the answer stream", received=received):
@@ -419,6 +421,7 @@ class VLMClient:
                 if isinstance(chunk.get("model"), str):
                     model = chunk["model"]
                 usage = Usage.from_payload(chunk.get("usage")) or usage
+                server = ServerTiming.from_payload(chunk.get("timings")) or server
                 for choice in chunk.get("choices") or []:
                     if not isinstance(choice, dict):
                         continue
@@ -443,6 +446,7 @@ class VLMClient:
             usage=usage,
             latency_s=time.perf_counter() - started,
             first_token_s=first,
+            server=server,
         )
 
     def _parse_completion(
@@ -477,6 +481,7 @@ class VLMClient:
             finish_reason=choice.get("finish_reason"),
             usage=Usage.from_payload(payload.get("usage")),
             latency_s=latency,
+            server=ServerTiming.from_payload(payload.get("timings")),
         )
 
     @contextlib.asynccontextmanager

@@ -44,11 +44,10 @@ PARTIAL_EVERY_S = 0.05
 
 
 class FrameSource(Protocol):
-    async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
+    """Where frames come from (the browser camera view, a kernel-side source); views that show
+    answers subscribe to ``on_answer`` / ``on_partial`` instead."""
 
-    def show_answer(
-        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
-    ) -> None: ...
+    async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
 
 
 AnswerListener = Callable[[Answer], None]
@@ -98,6 +97,8 @@ class Controller:
         self._server_model: str | None = None
         self._next_turn = 0.0
         self._failures = 0
+        #: (base_url, model) whose background probe failed: not retried on every answer.
+        self._probe_failed: tuple[str, str | None] | None = None
 
     # -- parameters ------------------------------------------------------------------------------
     @property
@@ -138,11 +139,12 @@ class Controller:
     def live(self) -> bool:
         return self._live is not None and not self._live.done()
 
-    def send_once(self) -> asyncio.Task[Answer]:
-        """Ask about one fresh frame in the background; returns the task."""
+    def send_once(self, frame: Frame | None = None) -> asyncio.Task[Answer]:
+        """Ask about one fresh frame in the background (``frame``: the one the page took at the
+        click; None: take one now); returns the task."""
         if self._once is not None and not self._once.done():
             return self._once
-        self._once = asyncio.get_running_loop().create_task(self._run_once_reporting())
+        self._once = asyncio.get_running_loop().create_task(self._run_once_reporting(frame))
         return self._once
 
     def start(self) -> None:
@@ -175,11 +177,13 @@ class Controller:
             self._once.cancel()
         await self.client.aclose()
 
-    async def ask(self, *, waited_s: float = 0.0) -> Answer:
-        """One request about a fresh frame, recorded; a failure comes back as an ``Answer`` with
-        ``error``. ``waited_s`` is how long the caller waited for its turn (recorded in the timing).
+    async def ask(self, *, waited_s: float = 0.0, frame: Frame | None = None) -> Answer:
+        """One request about a fresh frame (or ``frame``), recorded; a failure comes back as an
+        ``Answer`` with ``error``. ``waited_s`` is how long the caller waited for its turn
+        (recorded in the timing).
         """
-        answer = await self.request(waited_s=waited_s)
+        frames = [frame] if frame is not None and self.frames_per_request <= 1 else None
+        answer = await self.request(waited_s=waited_s, frames=frames)
         self.record(answer)
         return answer
 
@@ -204,8 +208,10 @@ class Controller:
         frames = list(frames or [])
         try:
             params = await self._with_model(params, client)
-            if not frames and self.send_size.needs_probe(client.base_url, params.model) and not self._probing:
-                await self.probe_send_size(client, params)
+            if not foreign_loop:
+                # Never in the way of an answer: until the probe has chosen, frames go at the
+                # last known size (the original at first).
+                self.probe_in_background(params)
             if not frames and foreign_loop:
                 frames = [await self.source.capture()]
             elif not frames:
@@ -213,7 +219,9 @@ class Controller:
             frame = frames[-1]
             images = [f.jpeg for f in frames]
             completion = await client.chat(params, images, on_text=self._partials(frame.seq))
-            cost = await self.costs.per_frame(client, params, completion.usage, len(frames))
+            cost = self.costs.per_frame(
+                client, params, completion.usage, len(frames), (frame.width, frame.height)
+            )
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
@@ -224,20 +232,51 @@ class Controller:
             params, frames, completion, started, waited_s, prefetched=prefetched, image_tokens=cost
         )
 
+    def probe_in_background(self, params: ChatParams | None = None) -> None:
+        """Start the send-size probe for this server and model when auto mode has not measured it
+        yet (and none runs); answers meanwhile use the last known size. Its failures are logged."""
+        params = params or self.params
+        if not params.model and self._server_model:
+            params = replace(params, model=self._server_model)
+        if self._probing or not self.send_size.needs_probe(self.client.base_url, params.model):
+            return
+        if self._probe_failed == (self.client.base_url, params.model):
+            return  # tried for this server and model already: Test API tries again
+        self._probing = True  # at once, so two requests in a row start one probe
+        if spawn(self._background_probe(params)) is None:
+            self._probing = False
+
+    async def _background_probe(self, params: ChatParams) -> None:
+        target = (self.client.base_url, params.model)
+        try:
+            await self.probe_send_size(params=params)
+        except CameraUnavailable as exc:
+            log.info("send-size probe waits for a frame: %s", exc)  # tried again at the next answer
+        except VLMError as exc:
+            self._probe_failed = target
+            log.info("send-size probe failed, sending the original size: %s", exc)
+        except Exception:
+            self._probe_failed = target
+            log.exception("send-size probe failed")
+
     async def probe_send_size(
-        self, client: VLMClient | None = None, params: ChatParams | None = None
+        self,
+        client: VLMClient | None = None,
+        params: ChatParams | None = None,
     ) -> ProbeResult:
         """Send a fresh frame at several sizes (``max_tokens`` 1) and, in auto mode, use the
         chosen size from now on for this server and model. Returns the probe's table."""
         client = client or self.client
-        params = await self._with_model(params or self.params, client)
         self._probing = True
+        self.send_size.set_measuring(True)
         try:
+            params = await self._with_model(params or self.params, client)
             frame = await self.source.capture_original()
             result = await probe_send_sizes(client, params, frame.jpeg)
         finally:
             self._probing = False
-        self.costs.remember(client, params, result.text_tokens)
+            self.send_size.set_measuring(False)
+        self.costs.remember(client, params, result)
         self.send_size.set_probe(result, client.base_url, params.model)
         return result
 
@@ -278,9 +317,10 @@ class Controller:
                 return
 
     def _partials(self, seq: int) -> Callable[[str], None]:
-        # Counting from now, an answer that completes within PARTIAL_EVERY_S sends no partials at
-        # all: each would cost comm messages and kernel time just before the whole answer.
-        last = time.perf_counter()
+        # The first text goes out at once (it is what a person waits for); later ones at most every
+        # PARTIAL_EVERY_S, as each costs a comm message and kernel time, and the whole answer
+        # follows anyway.
+        last = -PARTIAL_EVERY_S
 
         def on_text(text: str) -> None:
             nonlocal last
@@ -288,7 +328,6 @@ class Controller:
             if now - last < PARTIAL_EVERY_S:
                 return
             last = now
-            self.source.show_answer(seq, text, final=False)
             for listener in self._partial_listeners:
                 _call_safely(listener, seq, text)
 
@@ -313,16 +352,13 @@ class Controller:
     def record(self, answer: Answer) -> None:
         """Keep ``answer`` in the history, show it and tell the listeners."""
         self.history.append(answer)
-        if answer.ok:
-            shapes = [shape.as_dict() for shape in answer.shapes]
-            self.source.show_answer(answer.seq, answer.text, shapes=shapes)
         for listener in self._answer_listeners:
             _call_safely(listener, answer)
 
-    async def _run_once_reporting(self) -> Answer:
+    async def _run_once_reporting(self, frame: Frame | None = None) -> Answer:
         if not self.live:
             self._emit_status("busy", "asking…")
-        answer = await self.ask()
+        answer = await self.ask(frame=frame)
         if not self.live:
             self._close_sampler()  # it keeps pulling frames only while answers are wanted
             self._emit_status("error" if answer.error else "idle", answer.error or "")
@@ -390,10 +426,12 @@ def _answer(
     prefetched: bool = False,
     image_tokens: int | None = None,
 ) -> Answer:
-    total = time.perf_counter() - started
     frame = frames[-1] if frames else None
+    # A frame the page sent with the click was on its way before the kernel started: count it.
+    total = time.perf_counter() - started + (frame.roundtrip_s if frame is not None and frame.pushed else 0.0)
     data, data_error, shapes = _structure(params, completion, frame)
     timing = None
+    server = completion.server if completion else None
     if frame is not None:
         draw, encode = frame.draw_ms / 1000, frame.encode_ms / 1000
         timing = Timing(
@@ -404,6 +442,8 @@ def _answer(
             first_token_s=completion.first_token_s if completion else None,
             http_s=completion.latency_s if completion else 0.0,
             total_s=total,
+            server_prefill_s=server.prefill_s if server else None,
+            server_decode_s=server.decode_s if server else None,
         )
     return Answer(
         seq=frame.seq if frame else 0,

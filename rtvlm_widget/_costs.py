@@ -10,12 +10,13 @@ image tokens per frame, measuring each prompt's text-only cost once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._client import ChatParams, Usage, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._sendsize import ORIGINAL, ProbeResult, image_tokens, text_tokens
+from ._tasks import spawn
 
 __all__ = ["AUTO", "ImageCost", "SendSize", "SizedSource", "parse_send_size"]
 
@@ -24,10 +25,6 @@ AUTO = "auto"
 
 class _Source(Protocol):
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame: ...
-
-    def show_answer(
-        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
-    ) -> None: ...
 
 
 def parse_send_size(value: object) -> int | str:
@@ -52,6 +49,8 @@ class SendSize:
         self.probe: ProbeResult | None = None
         #: ``(base_url, model)`` the probe was made for; another server or model probes again.
         self.probed_for: tuple[str, str | None] | None = None
+        #: A probe is running; frames meanwhile go at the last known size.
+        self.measuring = False
         self._listeners: list[Callable[[SendSize], None]] = []
 
     @property
@@ -69,6 +68,11 @@ class SendSize:
 
     def needs_probe(self, base_url: str, model: str | None) -> bool:
         return self.mode == AUTO and self.probed_for != (base_url, model)
+
+    def set_measuring(self, measuring: bool) -> None:
+        if measuring != self.measuring:
+            self.measuring = measuring
+            self._changed()
 
     def set_probe(self, result: ProbeResult, base_url: str, model: str | None) -> None:
         self.probe = result
@@ -88,8 +92,10 @@ class SendSize:
         size = f"{edge} px" if edge else "original"
         if self.mode != AUTO:
             return f"{size} (fixed)"
+        if self.measuring:
+            return f"auto: measuring image cost… (sending {size} meanwhile)"
         if self.probe is None:
-            return "auto: the server is probed at the first request"
+            return "auto: measured once a model is chosen and the camera is on"
         row = self.probe.chosen_row
         tokens = row.image_tokens if row is not None else None
         return f"auto → {size}" + (f", {tokens} image tokens" if tokens is not None else "")
@@ -109,38 +115,54 @@ class SizedSource:
         """A frame as the camera gives it, whatever the send size."""
         return await self.inner.capture(timeout, max_edge=ORIGINAL)
 
-    def show_answer(
-        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
-    ) -> None:
-        if shapes:
-            self.inner.show_answer(seq, text, final=final, shapes=shapes)
-        else:
-            self.inner.show_answer(seq, text, final=final)
-
 
 class ImageCost:
-    """Image tokens per frame: prompt tokens minus the prompt's text-only tokens (measured once)."""
+    """Image tokens per frame, known without delaying any answer.
+
+    From the send-size probe (what a frame of each size cost on this server and model), else from
+    the request's prompt tokens minus the prompt's text-only tokens, measured once per prompt in
+    the background (that answer says None; later ones know).
+    """
 
     def __init__(self) -> None:
         # (base_url, model, prompt) -> text-only prompt tokens; None: the server reports no usage.
         self._text: dict[tuple[str, str | None, str], int | None] = {}
+        # (base_url, model, width, height) -> image tokens of one frame of that size (the probe).
+        self._image: dict[tuple[str, str | None, int, int], int] = {}
+        self._measuring: set[tuple[str, str | None, str]] = set()
 
-    def remember(self, client: VLMClient, params: ChatParams, text: int | None) -> None:
-        if text is not None:
-            self._text[client.base_url, params.model, params.prompt] = text
+    def remember(self, client: VLMClient, params: ChatParams, result: ProbeResult) -> None:
+        """Keep what a probe measured for ``client``'s server and ``params.model``."""
+        if result.text_tokens is not None:
+            self._text[client.base_url, params.model, params.prompt] = result.text_tokens
+        for row in result.rows:
+            if row.error is None and row.image_tokens is not None:
+                self._image[client.base_url, params.model, row.width, row.height] = row.image_tokens
 
-    async def per_frame(
-        self, client: VLMClient, params: ChatParams, usage: Usage | None, frames: int
+    def per_frame(
+        self, client: VLMClient, params: ChatParams, usage: Usage | None, frames: int, size: tuple[int, int]
     ) -> int | None:
+        """Image tokens per frame of ``frames`` frames of ``size`` (None: not known yet)."""
         if usage is None or frames < 1:
             return None
         key = (client.base_url, params.model, params.prompt)
-        if key not in self._text:
-            if len(self._text) > 256:
-                self._text.clear()  # prompts edited by hand for hours: keep it bounded
-            try:
-                self._text[key] = await text_tokens(client, params)
-            except VLMError:
-                self._text[key] = None
-        total = image_tokens(usage, self._text[key])
-        return None if total is None else total // frames
+        if key in self._text:
+            total = image_tokens(usage, self._text[key])
+            return None if total is None else total // frames
+        known = self._image.get((client.base_url, params.model, *size))
+        if known is not None:
+            return known
+        if key not in self._measuring:
+            self._measuring.add(key)
+            spawn(self._measure(client, params, key))
+        return None
+
+    async def _measure(self, client: VLMClient, params: ChatParams, key: tuple[str, str | None, str]) -> None:
+        if len(self._text) > 256:
+            self._text.clear()  # prompts edited by hand for hours: keep it bounded
+        try:
+            self._text[key] = await text_tokens(client, params)
+        except VLMError:
+            self._text[key] = None
+        finally:
+            self._measuring.discard(key)

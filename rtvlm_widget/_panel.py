@@ -1,8 +1,9 @@
 """The ipywidgets around the camera view: controls, badges, readouts, the answer and the log.
 
-Layout, top to bottom: video (with the answer overlaid), run bar with badges and readouts, the
-latest answer, the prompt and generation sliders, camera settings, API settings, request log.
-Model output is shown in a read-only ``Textarea`` and the log's text cells: text, never HTML.
+Layout, top to bottom: the camera view (video with the answer overlaid, the Start/Stop and Send
+once buttons, the latest answer: all drawn by the view itself, so a click takes its frame at once and
+an answer reaches the screen in one message), badges and readouts, the prompt and generation
+sliders, camera settings, API settings, request log. Model output is shown as text, never HTML.
 """
 
 from __future__ import annotations
@@ -71,28 +72,13 @@ class Panel:
         # Room for the labels ("Temperature", "JPEG quality") instead of truncating them.
         wide = {"description_width": "90px"}
 
-        # -- run bar and readouts ------------------------------------------------------------
-        self.run = classed(widgets.ToggleButton(value=False, description="Start", icon="play"), "rtvlm-run")
-        self.send_once = classed(
-            widgets.Button(description="Send once", icon="paper-plane"), "rtvlm-send-once"
-        )
+        # -- badges and readouts (the run buttons and the answer are the view's) -------------
         self.camera_badge = Badge("camera", "camera: off")
         self.api_badge = Badge("api", "API: not checked")
         self.run_badge = Badge("run", "idle")
         self.readout = classed(widgets.Label(value=self._stats.readout().describe()), "rtvlm-readout")
         self.plot = LatencyPlot()
         self.status = classed(widgets.Label(value="ready"), "rtvlm-status")
-
-        # -- answer -------------------------------------------------------------------------
-        self.answer = classed(
-            widgets.Textarea(
-                value="",
-                placeholder="The latest answer appears here.",
-                disabled=True,
-                layout=widgets.Layout(width="100%", height="5em"),
-            ),
-            "rtvlm-answer",
-        )
 
         # -- generation ---------------------------------------------------------------------
         self.prompt = classed(
@@ -204,10 +190,9 @@ class Panel:
             label = widgets.HTML(value=f"<b>{title}</b>")  # a fixed heading, never model output
             return widgets.VBox([label, *children])
 
-        run_bar = row(
-            self.run, self.send_once, self.run_badge.widget, self.camera_badge.widget,
-            self.api_badge.widget, self.readout, self.plot,
-        )  # fmt: skip
+        readouts = row(
+            self.run_badge.widget, self.camera_badge.widget, self.api_badge.widget, self.readout, self.plot
+        )
         self.detect = classed(
             widgets.ToggleButton(
                 value=params.schema is not None and params.prompt == DETECT_PROMPT,
@@ -235,7 +220,7 @@ class Panel:
         )
         self.root = classed(
             widgets.VBox(
-                [view, run_bar, self.status, self.answer, generation, camera, api, self.log],
+                [view, readouts, self.status, generation, camera, api, self.log],
                 layout=widgets.Layout(max_width="760px"),
             ),
             "rtvlm-panel",
@@ -256,9 +241,10 @@ class Panel:
 
     def _wire(self) -> None:
         c, v, on = self._controller, self._view, self._on_loop
-        self.run.observe(on(self._on_run_toggled), names="value")
-        self.send_once.on_click(on(lambda _b: None if self._blocked() else c.send_once()))
-        v.on_toggle_live(on(lambda: setattr(self.run, "value", not self.run.value)))
+        v.on_ask(on(lambda frame: None if self._blocked() else c.send_once(frame)))
+        v.on_toggle_live(on(self.toggle_live))
+        c.send_size.on_change(on(lambda size: setattr(v, "send_edge", size.max_edge)))
+        v.send_edge = c.send_size.max_edge
         self.prompt.observe(on(lambda ch: self._set_params(prompt=str(ch["new"]))), names="value")
         self.max_tokens.observe(on(lambda ch: self._set_params(max_tokens=int(ch["new"]))), names="value")
         self.temperature.observe(on(lambda ch: self._set_params(temperature=float(ch["new"]))), names="value")
@@ -273,6 +259,7 @@ class Panel:
         self.device.observe(lambda ch: setattr(v, "device_id", ch["new"]), names="value")
         v.observe(self._on_devices, names="devices")
         v.observe(lambda _ch: self._show_camera(), names=["camera_state", "camera_message", "video_width"])
+        v.observe(on(lambda ch: self._probe_soon() if ch["new"] == "live" else None), names="camera_state")
 
         self.model.observe(on(lambda _ch: self._show_custom()), names="value")
         self.custom_model.observe(on(lambda _ch: self._show_custom()), names="value")
@@ -282,9 +269,8 @@ class Panel:
         self.test_api.on_click(on(lambda _b: None if self._blocked() else spawn(self.run_api_check())))
 
         c.on_answer(self._show_answer)
-        c.on_partial(lambda _seq, text: setattr(self.answer, "value", text))
         c.on_status(self._show_status)
-        self.log.on_clear(on(lambda: setattr(self.answer, "value", "")))
+        self.log.on_clear(on(v.clear_answer))
 
     def _on_detect(self, change: dict[str, Any]) -> None:
         """The detection preset: its prompt and schema (room for the JSON); off drops the schema."""
@@ -305,16 +291,12 @@ class Panel:
         self.status.value = f"not sent: {self._url_problem}"
         return True
 
-    def _on_run_toggled(self, change: dict[str, Any]) -> None:
-        if change["new"] and self._blocked():
-            self.run.value = False
-            return
-        if change["new"]:
-            self._controller.start()
-        else:
+    def toggle_live(self) -> None:
+        """Start/Stop (or Space) in the view: live mode on or off."""
+        if self._controller.live:
             self._controller.stop()
-        self.run.description = "Stop" if change["new"] else "Start"
-        self.run.icon = "stop" if change["new"] else "play"
+        elif not self._blocked():
+            self._controller.start()
 
     # -- camera ---------------------------------------------------------------------------------
     def _on_devices(self, change: dict[str, Any]) -> None:
@@ -342,6 +324,13 @@ class Panel:
         self.custom_model.layout.display = None if custom else "none"
         model = (self.custom_model.value.strip() or None) if custom else self.model.value
         self._set_params(model=model)
+        self._probe_soon()
+
+    def _probe_soon(self) -> None:
+        """Measure the send sizes' image cost for the chosen model now, in the background, so the
+        first answer does not wait for it (auto send size, a model chosen, frames to be had)."""
+        if self._url_problem is None and self._view.camera_state == "live" and self._controller.params.model:
+            self._controller.probe_in_background()
 
     async def refresh_models(self) -> None:
         """Fill the model dropdown from ``GET /v1/models``; keeps a custom id the server does not list.
@@ -389,7 +378,7 @@ class Panel:
         except ValueError as exc:
             # The old client stays, but nothing may go to it while the field shows another URL.
             self._url_problem = str(exc)
-            self.run.value = False
+            self._controller.stop()
             self.status.value = f"error: {exc}"
             self.api_badge.set("API: bad base URL", "error")
             return
@@ -428,7 +417,6 @@ class Panel:
     def _show_answer(self, answer: Answer) -> None:
         if answer.ok:
             self._stats.add(answer.latency_s)
-            self.answer.value = answer.text
         self._unshown.append(answer)
         # In live mode the log, plot and readouts follow at most every READOUTS_EVERY_S: each
         # update is a comm message, and at 20+ answers a second they cost more kernel time than
@@ -473,7 +461,6 @@ class Panel:
             self.status.value = "asking…"
         elif state == "idle" and message == "stopped":
             self.status.value = "stopped"
-        # Keep the toggle in step when the loop is stopped or started from Python.
-        live = state == "live"
-        if self.run.value != live and state in ("live", "idle"):
-            self.run.value = live
+        # The view's Start/Stop button follows the loop, however it was started or stopped.
+        if state in ("live", "idle"):
+            self._view.live = state == "live"

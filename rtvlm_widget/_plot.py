@@ -27,7 +27,8 @@ class LatencyPlot(anywidget.AnyWidget):
 
     _esm = static_file("plot.js")
 
-    #: ``[[total_ms, first_token_ms or None], …]``, oldest first.
+    #: ``[[total_ms, first_token_ms or None, model_ms or None], …]``, oldest first; ``model_ms``
+    #: is the server's own prefill + decode time, where it reports it (llama.cpp).
     samples = traitlets.List(traitlets.List()).tag(sync=True)
     p50_ms = traitlets.Float(0.0).tag(sync=True)
     p95_ms = traitlets.Float(0.0).tag(sync=True)
@@ -42,9 +43,13 @@ class LatencyPlot(anywidget.AnyWidget):
         if not timings:
             return
         for timing in timings:
-            first = timing.first_token_s
+            first, model = timing.first_token_s, timing.model_s
             self._recent.append(
-                [round(timing.total_s * 1000, 1), None if first is None else round(first * 1000, 1)]
+                [
+                    round(timing.total_s * 1000, 1),
+                    None if first is None else round(first * 1000, 1),
+                    None if model is None else round(model * 1000, 1),
+                ]
             )
         totals = [float(s[0]) for s in self._recent if s[0] is not None]
         with self.hold_sync():

@@ -2,7 +2,10 @@
 
 Every message is a dict with a ``kind``. Requests from the kernel carry a sequence id (``seq``) and
 the front end answers with the same ``seq``: a ``frame`` (JPEG bytes in the first binary buffer,
-never base64) or an ``error``. With a kernel-side source the kernel instead sends the view a
+never base64) or an ``error``. A click on Send once comes from the page as one ``ask`` that already
+carries the frame taken at the click (the page's own ``seq``; no buffer: the page has no frame to
+give, e.g. a kernel-side source, and the kernel takes one itself), so the request leaves without a
+round trip to the page. With a kernel-side source the kernel instead sends the view a
 ``preview`` of each frame it uses (JPEG in the first buffer), unanswered. A final ``answer`` may
 carry ``shapes`` (boxes and points in fractions 0–1 of the frame sent) for the view to draw over
 the picture. Nothing here knows about HTTP or widgets.
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ASK",
     "CAPTURE",
     "ERROR",
     "FRAME",
@@ -24,6 +28,7 @@ __all__ = [
     "SHOWN",
     "SHOW_ANSWER",
     "TOGGLE_LIVE",
+    "Ask",
     "CaptureFailed",
     "Frame",
     "ProtocolError",
@@ -44,6 +49,7 @@ FRAME = "frame"
 ERROR = "error"
 TOGGLE_LIVE = "toggle_live"
 SHOWN = "shown"
+ASK = "ask"
 
 #: Larger frames are refused: far above any camera JPEG, well below the websocket's 10 MiB cap.
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -69,8 +75,11 @@ class Frame:
     draw_ms: float = 0.0
     #: Browser time to encode the JPEG.
     encode_ms: float = 0.0
-    #: Kernel time from asking the view for the frame to having it (set by the kernel).
+    #: Kernel time from asking the view for the frame to having it (set by the kernel); for a
+    #: frame the page sent with a click: from the page grabbing it to the kernel having it.
     roundtrip_s: float = 0.0
+    #: The page sent it with a click (``ask``), not in reply to the kernel's ``capture``.
+    pushed: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +88,15 @@ class Shown:
 
     seq: int
     shown_at_ms: float
+
+
+@dataclass(frozen=True)
+class Ask:
+    """The user clicked Send once; ``frame`` is the one taken at the click (None: take one)."""
+
+    frame: Frame | None
+    #: Why the page could not take a frame (the kernel then tries itself, and reports).
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +168,7 @@ def _int_field(content: Mapping[str, Any], name: str, minimum: int) -> int:
 
 def parse_reply(
     content: object, buffers: Sequence[memoryview | bytes]
-) -> Frame | CaptureFailed | Shown | ToggleLive:
+) -> Frame | CaptureFailed | Shown | ToggleLive | Ask:
     """Validate a message from the front end; raises ``ProtocolError`` for anything malformed."""
     if not isinstance(content, dict):
         raise ProtocolError(f"message is not an object: {type(content).__name__}")
@@ -165,8 +183,16 @@ def parse_reply(
         return Shown(seq, float(shown))
     if kind == ERROR:
         return CaptureFailed(seq, str(content.get("message") or "capture failed"))
+    if kind == ASK:
+        if not buffers:
+            return Ask(None, str(content.get("message") or "")[:500])
+        return Ask(_frame(seq, content, buffers))
     if kind != FRAME:
         raise ProtocolError(f"unknown message kind {kind!r}")
+    return _frame(seq, content, buffers)
+
+
+def _frame(seq: int, content: Mapping[str, Any], buffers: Sequence[memoryview | bytes]) -> Frame:
     if len(buffers) != 1:
         raise ProtocolError(f"a frame needs exactly one buffer, got {len(buffers)}")
     buffer = buffers[0]

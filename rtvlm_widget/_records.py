@@ -34,6 +34,17 @@ class Timing:
     #: From having the whole answer to the browser showing it. The page reports it for at most
     #: two answers a second (each report costs a message); None for the others.
     display_s: float | None = None
+    #: The server's own prompt processing and generation times, where it reports them (llama.cpp's
+    #: ``timings``); the rest of ``http_s`` is the network and the server's own overhead.
+    server_prefill_s: float | None = None
+    server_decode_s: float | None = None
+
+    @property
+    def model_s(self) -> float | None:
+        """The model's own time (prefill + decode), where the server reports it."""
+        if self.server_prefill_s is None or self.server_decode_s is None:
+            return None
+        return self.server_prefill_s + self.server_decode_s
 
     def as_dict(self) -> dict[str, float | None]:
         """The phases by name, in seconds."""
@@ -46,6 +57,8 @@ class Timing:
             "total_s": self.total_s,
             "encode_s": self.encode_s,
             "display_s": self.display_s,
+            "server_prefill_s": self.server_prefill_s,
+            "server_decode_s": self.server_decode_s,
         }
 
 

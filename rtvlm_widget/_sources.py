@@ -63,8 +63,8 @@ class _Shot:
 class KernelSource:
     """Frames the kernel reads itself (OpenCV), for the controller; shown in the view's preview.
 
-    Made by ``open_source``. Implements the controller's frame source (``capture``,
-    ``show_answer``) like the browser camera view does.
+    Made by ``open_source``. Implements the controller's frame source (``capture``) like the
+    browser camera view does; answers reach the view through the controller's listeners.
     """
 
     def __init__(
@@ -125,13 +125,6 @@ class KernelSource:
         if self._view is not None:
             self._view.camera_state = state
             self._view.camera_message = problem or f"kernel source: {self.label}"
-
-    def show_answer(
-        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
-    ) -> None:
-        """Show an answer, and its boxes and points, over the preview (as for the camera)."""
-        if self._view is not None:
-            self._view.show_answer(seq, text, final=final, shapes=shapes)
 
     # -- frames ----------------------------------------------------------------------------------
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:

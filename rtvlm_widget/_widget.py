@@ -1,7 +1,9 @@
-"""The anywidget class: the browser camera view and frame intake. No HTTP here.
+"""The anywidget class: the browser camera view, its run buttons and answer box, and frame intake.
+No HTTP here.
 
 Frames never travel in synced traits: the kernel asks for one (``capture``) and the view answers
-with the JPEG in a binary comm buffer. The traits carry only small state the panel shows.
+with the JPEG in a binary comm buffer, or the view sends one with a click on Send once (``ask``),
+so that request leaves at once. The traits carry only small state the panel shows.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anywidget
 import traitlets
 
 from ._protocol import (
     MAX_FRAME_BYTES,
+    Ask,
     CaptureFailed,
     Frame,
     ProtocolError,
@@ -30,6 +33,9 @@ from ._protocol import (
     show_answer,
 )
 from ._tasks import running_loop
+
+if TYPE_CHECKING:
+    from ._records import Answer
 
 __all__ = ["RESOLUTIONS", "CameraUnavailable", "CameraView", "static_file"]
 
@@ -81,6 +87,11 @@ class CameraView(anywidget.AnyWidget):
     #: ``camera``: the browser camera. Anything else labels a kernel-side source (``_sources.py``):
     #: the view then never opens the camera and shows the frames the kernel sends (``show_frame``).
     source = traitlets.Unicode("camera").tag(sync=True)
+    #: Live mode is on (set by the kernel): the view's Start button reads Stop.
+    live = traitlets.Bool(False).tag(sync=True)
+    #: Longest edge of the frames the view sends with a click (0: as the camera gives them); the
+    #: kernel keeps it at the send size in use.
+    send_edge = traitlets.Int(0, min=0).tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -92,6 +103,7 @@ class CameraView(anywidget.AnyWidget):
         #: Malformed messages from the front end that were dropped.
         self.dropped_messages = 0
         self._on_toggle: list[Callable[[], None]] = []
+        self._on_ask: list[Callable[[Frame | None], None]] = []
         self._on_shown: list[Callable[[int, float], None]] = []
         self._shown_seqs: set[int] = set()
         self._preview: tuple[bytes, int, int] | None = None
@@ -102,6 +114,11 @@ class CameraView(anywidget.AnyWidget):
     def on_toggle_live(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the user presses Space in the panel."""
         self._on_toggle.append(callback)
+
+    def on_ask(self, callback: Callable[[Frame | None], None]) -> None:
+        """``callback(frame)`` when the user clicks Send once; ``frame`` was taken at the click
+        (None: the view had none to give, e.g. with a kernel-side source)."""
+        self._on_ask.append(callback)
 
     async def capture(self, timeout: float = 5.0, *, max_edge: int = 0) -> Frame:
         """Ask the view for a fresh frame and wait for it."""
@@ -138,6 +155,20 @@ class CameraView(anywidget.AnyWidget):
         frame sent) drawn over the picture until the next final answer; ``None`` clears them.
         """
         self.send(show_answer(seq, text, final=final, shapes=shapes))
+
+    def show_partial(self, seq: int, text: str) -> None:
+        """A streamed part of answer ``seq`` (a controller's partial listener)."""
+        self.show_answer(seq, text, final=False)
+
+    def show_final(self, answer: Answer) -> None:
+        """A controller's answer listener: a whole answer, with its boxes and points, replaces what
+        the view shows; a failure leaves the last answer in place."""
+        if answer.ok:
+            self.show_answer(answer.seq, answer.text, shapes=[shape.as_dict() for shape in answer.shapes])
+
+    def clear_answer(self) -> None:
+        """Empty the answer box and the overlay, and take the boxes off the picture."""
+        self.show_answer(0, "", shapes=None)
 
     def show_frame(self, jpeg: bytes, width: int, height: int) -> None:
         """Show a frame a kernel-side source is sending, in every open view.
@@ -180,6 +211,16 @@ class CameraView(anywidget.AnyWidget):
         if isinstance(reply, ToggleLive):
             for callback in self._on_toggle:
                 callback()
+            return
+        if isinstance(reply, Ask):
+            frame = reply.frame
+            if frame is not None:
+                # The page's seq numbers its clicks; the kernel numbers every frame it uses.
+                waited = max(0.0, time.time() - frame.captured_at_ms / 1000)
+                frame = replace(frame, seq=next(self._seq), roundtrip_s=waited, pushed=True)
+                self.frames_received += 1
+            for ask in self._on_ask:
+                ask(frame)
             return
         if isinstance(reply, Shown):
             # Every open view acknowledges; the first one counts.

@@ -33,10 +33,10 @@ class StillCamera:
             raise CameraUnavailable(self.fail_with)
         return Frame(seq=self._seq, jpeg=self.jpeg, width=320, height=240)
 
-    def show_answer(
-        self, seq: int, text: str, *, final: bool = True, shapes: list[dict[str, Any]] | None = None
-    ) -> None:
-        self.shown.append((seq, text))
+    def watch(self, controller: Controller) -> None:
+        """Show answers as a view does: subscribed to the controller's partials and answers."""
+        controller.on_partial(lambda seq, text: self.shown.append((seq, text)))
+        controller.on_answer(lambda answer: self.shown.append((answer.seq, answer.text)))
 
 
 def _controller(server: LlamaServer, camera: StillCamera, **kwargs: Any) -> Controller:
@@ -50,6 +50,7 @@ def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServ
 
     async def go() -> list[Answer]:
         controller = _controller(llama_server, camera, history_limit=2)
+        camera.watch(controller)
         controller.on_answer(seen.append)
         try:
             return [await controller.ask() for _ in range(3)]

@@ -435,8 +435,11 @@ def test_bad_utf8_in_an_answer_is_shown_with_replacement_characters() -> None:
 
     async def go(server: FaultyServer) -> list[Answer]:
         async with opened(server.base_url, model="faulty") as app:
+            sent: list[dict[str, Any]] = []
+            app.view.send = lambda content, buffers=None: sent.append(content)
             answers = [await app.ask_async(stream=False), await app.ask_async(stream=True)]
-            assert app._panel.answer.value == answers[-1].text
+            shown = [m["text"] for m in sent if m.get("kind") == "answer" and m.get("final")]
+            assert shown == [a.text for a in answers]  # what the view's answer box and overlay get
             return answers
 
     with FaultyServer(*script) as server:
@@ -506,7 +509,7 @@ def test_bad_settings_later_are_refused_and_not_sent() -> None:
             # An empty Base URL in the panel: said in the status line, and Send once sends nothing.
             app._panel.base_url.value = ""
             assert app._panel.status.value.startswith("error: base_url is empty")
-            app._panel.send_once.click()
+            app.view._on_reply(app.view, {"kind": "ask", "seq": 1}, [])  # a click on Send once
             assert app._panel.status.value.startswith("not sent: base_url is empty")
             await asyncio.sleep(0.2)
             assert server.chat_requests == [] and len(app.history) == 0
