@@ -14,7 +14,9 @@ quadrants with fine texture, so JPEGs weigh what a webcam's do (~40 KB at 640x48
 (a) added latency: click "Send once" on ``RealtimeVLM`` in a notebook -> answer text in the DOM,
     against a baseline page (benchmarks/baseline/index.html) doing what the original web app does
     (canvas -> toDataURL JPEG 0.8 -> fetch to the server -> content in the DOM), both 640x480, same
-    max_tokens, same server, pages in separate browser contexts, alternating A B A B, timed in the
+    max_tokens, same server, like for like: ``stream=False`` against the page that does not stream,
+    ``stream=True`` against the page that streams (fetch + ReadableStream, each delta appended; the
+    first text is compared too). Pages in separate browser contexts, alternating A B A B, timed in the
     page with ``performance.now()`` from just before ``button.click()`` to (1) the first time the
     textarea holds the final text (a setter hook on that element's ``value``: ipywidgets writes
     the property, which a MutationObserver cannot see) and (2) the first time the div (the
@@ -26,6 +28,11 @@ quadrants with fine texture, so JPEGs weigh what a webcam's do (~40 KB at 640x48
     minus the frame's ``captured_at_ms`` (browser clock; same machine), against the request time.
 (d) kernel CPU per frame: ``time.process_time()`` over the (b) window / frames (with the other
     processes' CPU from /proc beside it, total and above their idle rate).
+
+(e) the first answer of a new panel (a new server or model: the send-size probe is due), clicked
+    as soon as the camera is live, against warm answers of the same panel.
+(f) remote hub: the same click through a loopback proxy that delays every byte 20 ms each way
+    between Chromium and JupyterLab (benchmarks/delay_proxy.py), against the same notebook direct.
 
 Also, for "where the time goes": per-phase times of each sample (kernel hook on the view's
 capture + the product's Answer fields), messages on the kernel websocket per answer, (b) again
@@ -65,6 +72,7 @@ import httpx
 import numpy as np
 from playwright.sync_api import Browser, ElementHandle, Page, Playwright, sync_playwright
 
+from benchmarks.delay_proxy import DelayProxy
 from benchmarks.instant_server import InstantServer
 from tests.browser.camera import write_quadrants_y4m
 from tests.browser.jupyter import JupyterLab
@@ -83,6 +91,10 @@ TEMPERATURE = 0.8
 ANSWER_STATUS = re.compile(r"^answer #(\d+)")
 
 TARGET_ADDED_MS = 10.0
+#: (e): the first answer of a new panel (probe due) against a warm one.
+TARGET_COLD_RATIO = 1.2
+#: (f): each way, between the browser and JupyterLab.
+HUB_DELAY_S = 0.02
 TARGET_FPS = 30.0
 TARGET_STALE_REQUESTS = 1.0
 #: An answer's frame is always older than its own request; up to this share more counts as "1 request".
@@ -351,11 +363,13 @@ def _bench_dump(app, since=0.0):
 """
 
 
-def app_cell(url: str, *, max_tokens: int, interval: float, resolution: str = "auto") -> str:
+def app_cell(
+    url: str, *, max_tokens: int, interval: float, resolution: str = "auto", stream: bool = True
+) -> str:
     return (
         "_bench_close()\n"
         f"app = RealtimeVLM(base_url={url!r}, prompt={PROMPT!r}, max_tokens={max_tokens}, "
-        f"temperature={TEMPERATURE}, interval={interval})\n"
+        f"temperature={TEMPERATURE}, interval={interval}, stream={stream})\n"
         f"app.view.resolution = {resolution!r}\n"
         "_bench_hook(app)\n"
         "app"
@@ -558,10 +572,19 @@ def open_notebook(browser: Browser, lab: JupyterLab, name: str, cells: list[str]
 
 
 def latency_case(
-    cfg: Config, label: str, server_url: str, nb: NotebookPage, cell: int, base: Page
+    cfg: Config,
+    label: str,
+    server_url: str,
+    nb: NotebookPage,
+    cell: int,
+    base: Page,
+    *,
+    stream: bool = False,
 ) -> dict[str, Any]:
     ours = show_panel(nb, cell)
-    base.evaluate("(s) => { window.benchServer = s; }", server_url)
+    base.evaluate(
+        "([s, stream]) => { window.benchServer = s; window.benchStream = stream; }", [server_url, stream]
+    )
     baseline = page_target(base, "#send", "#responseText", "#overlay", "#status")
     raf = {"ours": raf_check(nb.page, f"{label}/ours"), "baseline": raf_check(base, f"{label}/baseline")}
     samples: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
@@ -600,6 +623,7 @@ def latency_case(
     }
     return {
         "server": server_url,
+        "stream": stream,
         "raf": raf,
         "completion_tokens_seen": tokens,
         "samples": samples,
@@ -608,32 +632,35 @@ def latency_case(
 
 
 def _our_phases(sample: dict[str, Any], answer: dict[str, Any]) -> dict[str, float] | None:
-    """Where one of our samples' time went, in ms (browser and kernel clocks, same machine)."""
-    keys = ("asked_at", "captured_at", "received_at", "created_at")
-    if sample["box_ms"] is None or any(answer.get(k) is None for k in keys):
+    """Where one of our samples' time went, in ms (browser and kernel clocks, same machine).
+
+    Send once takes its frame in the page at the click (the kernel asks for nothing), so the
+    phases come from the answer's own record: when the page grabbed the frame, its draw + encode
+    and comm times, the HTTP request and the server's own time (llama.cpp's timings)."""
+    timing = answer.get("timing") or {}
+    grabbed = answer.get("answer_captured_at")
+    if sample["box_ms"] is None or not grabbed or not timing:
         return None
     click = sample["epoch0_ms"]
-    asked, grabbed, received, created = (answer[k] * 1000 for k in keys)
-    http = answer["latency_s"] * 1000
-    timing = answer.get("timing") or {}
-    # Newer product versions report the browser's draw + JPEG encode time (Answer.timing.capture_s).
-    encode = timing.get("capture_s")
-    transfer = (
-        {
-            "browser draw + encode": encode * 1000,
-            "encoded -> frame in kernel (comm)": received - grabbed - encode * 1000,
-        }
-        if encode is not None
-        else {"grab -> frame in kernel (encode + comm)": received - grabbed}
-    )
-    return {
-        "click -> kernel asks for a frame": asked - click,
-        "kernel asks -> browser grabs": grabbed - asked,
-        **transfer,
-        "HTTP request (kernel)": http,
-        "other kernel work": created - received - http,
-        "answer -> text in textarea": click + sample["box_ms"] - created,
+    grabbed_ms, created = grabbed * 1000, answer["created_at"] * 1000
+    encode = (timing["capture_s"] + timing["encode_s"]) * 1000
+    transfer = timing["transfer_s"] * 1000
+    http = timing["http_s"] * 1000
+    model = None
+    if timing.get("server_prefill_s") is not None and timing.get("server_decode_s") is not None:
+        model = (timing["server_prefill_s"] + timing["server_decode_s"]) * 1000
+    in_kernel = grabbed_ms + encode + transfer
+    out = {
+        "click -> frame grabbed (page)": grabbed_ms - click,
+        "draw + JPEG encode (page)": encode,
+        "page -> kernel (comm)": transfer,
+        "kernel before HTTP": created - in_kernel - http,
+        "HTTP request": http,
     }
+    if model is not None:
+        out["of which the model (server timings)"] = model
+    out["answer made -> text in textarea"] = click + sample["box_ms"] - created
+    return out
 
 
 def _latency_stats(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
@@ -650,7 +677,7 @@ def _latency_stats(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             for key, value in (s.get("breakdown_ms") or {}).items():
                 parts.setdefault(key, []).append(value)
         out["breakdown_p50_ms"][name] = {key: pct(values, 50) for key, values in parts.items()}
-    for metric in ("box_ms", "div_ms"):
+    for metric in ("box_ms", "div_ms", "first_text_ms"):
         ours, base = out["stats"]["ours"][metric], out["stats"]["baseline"][metric]
         pairs = [
             o[metric] - b[metric]
@@ -665,6 +692,72 @@ def _latency_stats(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "paired_diff_p50_ms": pct(pairs, 50),
         }
     return out
+
+
+# -- (e) the first answer of a new panel, (f) a remote hub ------------------------------------------
+
+
+def cold_case(cfg: Config, nb: NotebookPage, cell: int, rounds: int = 5, warm: int = 3) -> dict[str, Any]:
+    """A new panel each round (its send size not probed yet), clicked as soon as the camera is live;
+    then ``warm`` more clicks on the same panel. Click -> answer in the textarea, ms."""
+    cold: list[float] = []
+    warmed: list[float] = []
+    probe_requests: list[int] = []
+    for _ in range(rounds):
+        target = show_panel(nb, cell)
+        first = measure(target)
+        if first["ok"] and first["box_ms"] is not None:
+            cold.append(first["box_ms"])
+        for _ in range(warm):
+            time.sleep(cfg.pause_s)
+            sample = measure(target)
+            if sample["ok"] and sample["box_ms"] is not None:
+                warmed.append(sample["box_ms"])
+        probed = kernel_json(nb, "print(_bj.dumps(len(app._controller.send_size.probe.rows) "
+                             "if app._controller.send_size.probe else 0))")  # fmt: skip
+        probe_requests.append(int(probed))
+    cold_p50, warm_p50 = pct(cold, 50), pct(warmed, 50)
+    return {
+        "cold_ms": summary(cold),
+        "warm_ms": summary(warmed),
+        "ratio_p50": _div(cold_p50, warm_p50),
+        "probe_rows_after_round": probe_requests,
+    }
+
+
+class _Proxied:
+    """A notebook server as seen through a delay proxy (same token, the proxy's port)."""
+
+    def __init__(self, lab: JupyterLab, port: int) -> None:
+        self._lab, self._port = lab, port
+
+    def notebook_url(self, name: str) -> str:
+        return self._lab.notebook_url(name).replace(f":{self._lab.port}/", f":{self._port}/", 1)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return self._lab.log_tail(lines)
+
+
+def remote_case(cfg: Config, browser: Browser, lab: JupyterLab, url: str, base: Page) -> dict[str, Any]:
+    """Send once (not streamed, llama-server) with the notebook behind a delay proxy, alternating
+    with the direct baseline page, as in (a)."""
+    name = "bench-e2e-remote"
+    cell = app_cell(url, max_tokens=cfg.max_tokens, interval=0.5, stream=False)
+    lab.put_notebook(name, [cell])
+    with DelayProxy(lab.port, HUB_DELAY_S) as proxy:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        try:
+            nb = NotebookPage(context.new_page())
+            nb.open(_Proxied(lab, proxy.port), name, timeout=120)
+            nb.run_code(KERNEL_HELPERS, timeout=60)
+            case = latency_case(cfg, "remote", url, nb, 0, base, stream=False)
+            with contextlib.suppress(Exception):
+                nb.run_code("_bench_close()")
+                nb.shutdown_kernel()
+        finally:
+            context.close()
+    case["delay_each_way_ms"] = HUB_DELAY_S * 1000
+    return case
 
 
 # -- (b)/(d) sustained frames per second, (c) staleness ----------------------------------------------
@@ -949,10 +1042,11 @@ def run(cfg: Config) -> dict[str, Any]:
         pw: Playwright = stack.enter_context(sync_playwright())
         slow_url = instant.url(cfg.slow_delay)
         cells = [
-            app_cell(llama.base_url, max_tokens=cfg.max_tokens, interval=0.5),
-            app_cell(instant.base_url, max_tokens=cfg.max_tokens, interval=0.5),
+            app_cell(llama.base_url, max_tokens=cfg.max_tokens, interval=0.5, stream=False),
+            app_cell(instant.base_url, max_tokens=cfg.max_tokens, interval=0.5, stream=False),
             app_cell(instant.base_url, max_tokens=cfg.max_tokens, interval=0.0),
             app_cell(slow_url, max_tokens=cfg.max_tokens, interval=cfg.stale_interval),
+            app_cell(llama.base_url, max_tokens=cfg.max_tokens, interval=0.5, stream=True),
         ]
 
         # 640x480 camera: (a), (b) at 640x480, (c).
@@ -967,10 +1061,20 @@ def run(cfg: Config) -> dict[str, Any]:
         results["clock"] = _section(results, "clock", lambda: clock_check(nb))
         latency: dict[str, Any] = {}
         results["latency"] = latency
-        for label, url, cell in (("llama-server", llama.base_url, 0), ("instant", instant.base_url, 1)):
+        for label, url, cell, stream in (
+            ("llama-server, not streamed", llama.base_url, 0, False),
+            ("llama-server, streamed", llama.base_url, 4, True),
+            ("instant, not streamed", instant.base_url, 1, False),
+        ):
             latency[label] = _section(
-                results, f"latency/{label}", functools.partial(latency_case, cfg, label, url, nb, cell, base)
+                results,
+                f"latency/{label}",
+                functools.partial(latency_case, cfg, label, url, nb, cell, base, stream=stream),
             )
+        results["cold"] = _section(results, "cold", lambda: cold_case(cfg, nb, 0))
+        results["remote"] = _section(
+            results, "remote", lambda: remote_case(cfg, browser, lab, llama.base_url, base)
+        )
         base_ctx.close()
         watched = Watched(kernel_pid(nb), _server_pid(lab), find_chromium(cam480), instant.pid)
         fps: dict[str, Any] = {}
@@ -1032,25 +1136,55 @@ def _server_pid(lab: JupyterLab) -> int | None:
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for label, case in (results.get("latency") or {}).items():
-        added = case["added"]["box_ms"]["p50_ms"] if case else None
-        rows.append(
-            {
-                "target": f"(a) added latency p50 ≤ {TARGET_ADDED_MS:g} ms ({label}, textarea)",
-                "value": added,
-                "unit": "ms",
-                "met": added is not None and added <= TARGET_ADDED_MS,
-            }
-        )
-    fps = (results.get("fps") or {}).get("640x480")
-    value = fps["fps"] if fps else None
+        metrics = [("box_ms", "complete answer in the textarea")]
+        if case and case.get("stream"):
+            metrics.append(("first_text_ms", "first text"))
+        for metric, what in metrics:
+            added = case["added"][metric]["p50_ms"] if case else None
+            rows.append(
+                {
+                    "target": f"(a) added p50 ≤ {TARGET_ADDED_MS:g} ms ({label}, {what})",
+                    "value": added,
+                    "unit": "ms",
+                    "met": added is not None and added <= TARGET_ADDED_MS,
+                }
+            )
+    cold = results.get("cold")
+    value = cold["ratio_p50"] if cold else None
     rows.append(
         {
-            "target": f"(b) ≥ {TARGET_FPS:g} fps at 640×480",
+            "target": f"(e) first answer of a new panel (probe due) ≤ {TARGET_COLD_RATIO:g}× a warm one, p50",
             "value": value,
-            "unit": "fps",
-            "met": value is not None and value >= TARGET_FPS,
+            "unit": "×",
+            "met": value is not None and value <= TARGET_COLD_RATIO,
         }
     )
+    remote, local = results.get("remote"), (results.get("latency") or {}).get("llama-server, not streamed")
+    value = None
+    if remote and local:
+        value = _sub(remote["stats"]["ours"]["box_ms"]["p50"], local["stats"]["ours"]["box_ms"]["p50"])
+    limit = 2 * HUB_DELAY_S * 1000 + TARGET_ADDED_MS
+    rows.append(
+        {
+            "target": f"(f) remote hub ({HUB_DELAY_S * 1000:g} ms each way): Send once adds ≤ one round trip "
+            f"+ {TARGET_ADDED_MS:g} ms = {limit:g} ms, p50",
+            "value": value,
+            "unit": "ms",
+            "met": value is not None and value <= limit,
+        }
+    )
+    fps = (results.get("fps") or {}).get("640x480")
+    for size in ("640x480", "1280x720"):
+        case = (results.get("fps") or {}).get(size)
+        value = case["fps"] if case else None
+        rows.append(
+            {
+                "target": f"(b) ≥ {TARGET_FPS:g} answers/s at {size.replace('x', '×')}, instant server",
+                "value": value,
+                "unit": "fps",
+                "met": value is not None and value >= TARGET_FPS,
+            }
+        )
     stale = results.get("staleness")
     value = stale["staleness_requests"]["p95"] if stale else None
     rows.append(
@@ -1096,7 +1230,10 @@ def markdown(results: dict[str, Any]) -> str:
         if not case:
             lines.append(f"| {label} | failed | | | | | | | | | | |")
             continue
-        for metric, where in (("box_ms", "textarea (under video)"), ("div_ms", "overlay div")):
+        shown = [("box_ms", "textarea (under video)"), ("div_ms", "overlay div")]
+        if case.get("stream"):
+            shown.append(("first_text_ms", "first text (textarea or overlay)"))
+        for metric, where in shown:
             o, b, a = case["stats"]["ours"][metric], case["stats"]["baseline"][metric], case["added"][metric]
             lines.append(
                 f"| {label} | {where} | {o['n']}/{b['n']} | {fmt(b['p50'])} | {fmt(o['p50'])} | "
@@ -1112,6 +1249,37 @@ def markdown(results: dict[str, Any]) -> str:
             text = "; ".join(f"{k} {fmt(v)}" for k, v in parts.items())
             first = case["stats"][name]["first_text_ms"]["p50"]
             lines.append(f"- {label}, {name}: {text} (first text p50 {fmt(first)})")
+    cold = results.get("cold")
+    lines += ["", "## (e) First answer of a new panel (send-size probe due) against warm answers", ""]
+    if cold:
+        lines += [
+            "| n cold / warm | cold p50 ms | warm p50 ms | ratio p50 | cold p95 ms | warm p95 ms |",
+            "|---|---|---|---|---|---|",
+            f"| {cold['cold_ms']['n']}/{cold['warm_ms']['n']} | {fmt(cold['cold_ms']['p50'])} | "
+            f"{fmt(cold['warm_ms']['p50'])} | {fmt(cold['ratio_p50'], 2)}× | {fmt(cold['cold_ms']['p95'])} | "
+            f"{fmt(cold['warm_ms']['p95'])} |",
+        ]
+    else:
+        lines.append("failed")
+    remote = results.get("remote")
+    lines += [
+        "",
+        f"## (f) Remote hub: {HUB_DELAY_S * 1000:g} ms each way between Chromium and JupyterLab",
+        "",
+    ]
+    if remote:
+        o, b = remote["stats"]["ours"]["box_ms"], remote["stats"]["baseline"]["box_ms"]
+        local = (results.get("latency") or {}).get("llama-server, not streamed")
+        here = local["stats"]["ours"]["box_ms"]["p50"] if local else None
+        lines += [
+            "| n | baseline p50 (direct) | ours p50 via proxy | ours p50 direct | proxy adds p50 "
+            "| one round trip |",
+            "|---|---|---|---|---|---|",
+            f"| {o['n']}/{b['n']} | {fmt(b['p50'])} | {fmt(o['p50'])} | {fmt(here)} | "
+            f"{fmt(_sub(o['p50'], here))} | {fmt(2 * HUB_DELAY_S * 1000)} |",
+        ]
+    else:
+        lines.append("failed")
     lines += [
         "",
         "## (b) Live mode, interval 0, instant server: answers reaching the kernel; (d) CPU per frame",

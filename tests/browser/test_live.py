@@ -39,7 +39,7 @@ def _state(page: NotebookPage) -> dict[str, object]:
 
 CELL = """import json
 from rtvlm_widget import RealtimeVLM
-app = RealtimeVLM(base_url={url!r}, model={model!r}, interval={interval})
+app = RealtimeVLM(base_url={url!r}, model={model!r}, interval={interval}, send_size="original")
 def state():
     last = app.last_answer
     return {{'requested': app.view.frames_requested, 'received': app.view.frames_received,
