@@ -760,6 +760,79 @@ def remote_case(cfg: Config, browser: Browser, lab: JupyterLab, url: str, base: 
     return case
 
 
+# -- (g) ways to grab and encode a frame in the JupyterLab page --------------------------------------
+
+# Each way, alternating, on the panel's own <video> in the notebook page: the time from starting to
+# having the JPEG bytes in an ArrayBuffer (what the comm sends), and how big they are.
+ENCODE_OPTIONS_JS = """async ({rounds, quality}) => {
+  const video = document.querySelector('.rtvlm-view video');
+  const w = video.videoWidth, h = video.videoHeight;
+  const canvas = document.createElement('canvas');
+  canvas.width = w; canvas.height = h;
+  const ctx = canvas.getContext('2d');
+  const offscreen = new OffscreenCanvas(w, h);
+  const octx = offscreen.getContext('2d');
+  const code = `onmessage = async ({data}) => {
+    const c = new OffscreenCanvas(data.w, data.h);
+    c.getContext('2d').drawImage(data.bitmap, 0, 0, data.w, data.h);
+    data.bitmap.close();
+    const blob = await c.convertToBlob({type: 'image/jpeg', quality: data.q});
+    const buf = await blob.arrayBuffer();
+    postMessage(buf, [buf]);
+  }`;
+  const worker = new Worker(URL.createObjectURL(new Blob([code], {type: 'text/javascript'})));
+  const viaWorker = () => new Promise(async (resolve) => {
+    worker.onmessage = (e) => resolve(e.data);
+    const bitmap = await createImageBitmap(video);
+    worker.postMessage({bitmap, w, h, q: quality}, [bitmap]);
+  });
+  const ways = {
+    'canvas.toBlob (async)': async () => {
+      ctx.drawImage(video, 0, 0, w, h);
+      const blob = await new Promise((r) => canvas.toBlob(r, 'image/jpeg', quality));
+      return await blob.arrayBuffer();
+    },
+    'canvas.toDataURL + base64 decode (sync)': async () => {
+      ctx.drawImage(video, 0, 0, w, h);
+      const url = canvas.toDataURL('image/jpeg', quality);
+      const bin = atob(url.slice(url.indexOf(',') + 1));
+      const out = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+      return out.buffer;
+    },
+    'OffscreenCanvas.convertToBlob (main thread)': async () => {
+      octx.drawImage(video, 0, 0, w, h);
+      const blob = await offscreen.convertToBlob({type: 'image/jpeg', quality});
+      return await blob.arrayBuffer();
+    },
+    'createImageBitmap -> Worker OffscreenCanvas': viaWorker,
+  };
+  const times = {}, sizes = {};
+  for (const name of Object.keys(ways)) { times[name] = []; sizes[name] = []; }
+  for (let i = 0; i < rounds; i++) {
+    for (const [name, way] of Object.entries(ways)) {
+      const t0 = performance.now();
+      const buf = await way();
+      times[name].push(performance.now() - t0);
+      sizes[name].push(buf.byteLength);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  worker.terminate();
+  return {width: w, height: h, times, sizes};
+}"""
+
+
+def encode_case(nb: NotebookPage, cell: int, rounds: int = 20) -> dict[str, Any]:
+    show_panel(nb, cell)
+    raw: dict[str, Any] = nb.page.evaluate(ENCODE_OPTIONS_JS, {"rounds": rounds, "quality": 0.8})
+    return {
+        "size": f"{raw['width']}x{raw['height']}",
+        "ms": {name: summary(values) for name, values in raw["times"].items()},
+        "kb_p50": {name: (pct(values, 50) or 0) / 1000 for name, values in raw["sizes"].items()},
+    }
+
+
 # -- (b)/(d) sustained frames per second, (c) staleness ----------------------------------------------
 
 
@@ -1071,6 +1144,7 @@ def run(cfg: Config) -> dict[str, Any]:
                 f"latency/{label}",
                 functools.partial(latency_case, cfg, label, url, nb, cell, base, stream=stream),
             )
+        results["encode"] = _section(results, "encode", lambda: encode_case(nb, 0))
         results["cold"] = _section(results, "cold", lambda: cold_case(cfg, nb, 0))
         results["remote"] = _section(
             results, "remote", lambda: remote_case(cfg, browser, lab, llama.base_url, base)
@@ -1249,6 +1323,17 @@ def markdown(results: dict[str, Any]) -> str:
             text = "; ".join(f"{k} {fmt(v)}" for k, v in parts.items())
             first = case["stats"][name]["first_text_ms"]["p50"]
             lines.append(f"- {label}, {name}: {text} (first text p50 {fmt(first)})")
+    encode = results.get("encode")
+    lines += ["", "## (g) Grab + JPEG encode in the JupyterLab page, each way (ms, to bytes in hand)", ""]
+    if encode:
+        lines += [f"{encode['size']}:", "", "| way | n | p50 | p95 | KB p50 |", "|---|---|---|---|---|"]
+        for name, stats in encode["ms"].items():
+            lines.append(
+                f"| {name} | {stats['n']} | {fmt(stats['p50'])} | {fmt(stats['p95'])} | "
+                f"{fmt(encode['kb_p50'][name])} |"
+            )
+    else:
+        lines.append("failed")
     cold = results.get("cold")
     lines += ["", "## (e) First answer of a new panel (send-size probe due) against warm answers", ""]
     if cold:

@@ -157,6 +157,16 @@ class ImageCost:
             spawn(self._measure(client, params, key))
         return None
 
+    async def per_frame_now(
+        self, client: VLMClient, params: ChatParams, usage: Usage | None, frames: int, size: tuple[int, int]
+    ) -> int | None:
+        """``per_frame``, measuring the prompt's text-only cost first if nothing else tells it."""
+        if usage is not None and frames >= 1:
+            key = (client.base_url, params.model, params.prompt)
+            if key not in self._text and (client.base_url, params.model, *size) not in self._image:
+                await self._measure(client, params, key)
+        return self.per_frame(client, params, usage, frames, size)
+
     async def _measure(self, client: VLMClient, params: ChatParams, key: tuple[str, str | None, str]) -> None:
         if len(self._text) > 256:
             self._text.clear()  # prompts edited by hand for hours: keep it bounded

@@ -1,5 +1,5 @@
 """The send size in the panel, against llama-server with the tiling (SmolVLM-style) projector: auto
-probes before the first answer and shows its table; image tokens per frame show in the status
+probes in the background as soon as the camera is on and a model is chosen, and shows its table; image tokens per frame show in the status
 line; a size picked in the dropdown downscales in the browser before encoding."""
 
 from __future__ import annotations
@@ -38,16 +38,13 @@ def test_auto_probe_table_tokens_per_frame_and_a_chosen_size(
     summary = panel.locator(".rtvlm-send-size-summary")
     table = panel.locator(".rtvlm-probe-table textarea")
     status = panel.locator(".rtvlm-status")
-    expect(summary).to_have_text("auto: the server is probed at the first request")
-    expect(table).to_be_hidden()
-
-    # First answer: the probe ran first. A 640x480 camera costs 134 image tokens at every size
-    # up to its own with this projector, so the frame goes as it is.
+    # The probe runs by itself, before any click. A 640x480 camera costs 134 image tokens at every
+    # size up to its own with this projector, so the frame goes as it is.
+    expect(summary).to_have_text("auto → original, 134 image tokens", timeout=30_000)
+    expect(table).to_be_visible()
     panel.locator("button.rtvlm-send-once").click()
     expect(status).to_contain_text("answer #", timeout=30_000)
     expect(status).to_contain_text("134 image tokens/frame", timeout=30_000)
-    expect(summary).to_have_text("auto → original, 134 image tokens")
-    expect(table).to_be_visible()
     probe = table.input_value()
     assert "256" in probe and "640×480" in probe and "134" in probe, probe
     state = _state(notebook_page)
