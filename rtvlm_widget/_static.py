@@ -295,11 +295,13 @@ def _register(fallback: StaticFallback) -> None:
 
         shell = get_ipython()
         if shell is not None:
-            shell.events.register("post_execute", _flush_all)
+            # post_run_cell, not post_execute: the comm package fires post_execute for every widget
+            # message, which would re-render this copy (frame included) for every live frame.
+            shell.events.register("post_run_cell", _flush_all)
             _hooked = True
 
 
-def _flush_all() -> None:
+def _flush_all(_result: object = None) -> None:
     for fallback in list(_live):
         if fallback.stale:
             fallback.flush()

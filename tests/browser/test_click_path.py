@@ -12,6 +12,7 @@ from playwright.sync_api import expect
 from tests.browser.jupyter import JupyterLab
 from tests.browser.page import NotebookPage
 from tests.servers.llama import LlamaServer
+from tests.servers.scripted import GatedServer
 
 # The kernel notes every message the page sends this view (kind, buffers) and every one it sends
 # the page (kind), beside the product's own handlers.
@@ -87,3 +88,31 @@ def test_send_once_is_one_message_from_the_page_carrying_the_frame(
     run.click()
     expect(run).to_have_text(re.compile("Start"), timeout=10_000)
     assert not nb.unexpected_errors(), nb.collect_console()
+
+
+LIVE_CELL = """import json
+from rtvlm_widget import RealtimeVLM, _static
+app = RealtimeVLM(base_url={url!r}, model='gated', interval=0.0, send_size='original')
+app"""
+
+COUNT = """import time
+start = time.monotonic()
+app.start()
+while len(app.history) < 40 and time.monotonic() - start < 60:
+    await __import__('asyncio').sleep(0.05)
+app.stop()
+print('STATE ' + json.dumps({'answers': len(app.history), 'seconds': time.monotonic() - start,
+                             'updates': _static._fallbacks[app].updates}))"""
+
+
+def test_live_frames_do_not_refresh_the_saved_view_each_time(
+    jupyter_lab: JupyterLab, notebook_page: NotebookPage
+) -> None:
+    """The comm package fires IPython's post_execute for every widget message; the saved view
+    under the panel is refreshed at most every 2 s (and at the end of a cell), not per frame."""
+    with GatedServer("seen", gated=False) as server:
+        jupyter_lab.put_notebook("live_static.ipynb", [LIVE_CELL.format(url=server.base_url), COUNT])
+        notebook_page.show_panel(jupyter_lab, "live_static.ipynb")
+        state = _state(notebook_page, 1)
+    assert state["answers"] >= 40, state
+    assert state["updates"] <= 2 + state["seconds"] / 2, state

@@ -1,6 +1,7 @@
 """The send size in the panel, against llama-server with the tiling (SmolVLM-style) projector: auto
-probes in the background as soon as the camera is on and a model is chosen, and shows its table; image tokens per frame show in the status
-line; a size picked in the dropdown downscales in the browser before encoding."""
+probes in the background as soon as the camera is on and a model is chosen, and shows its table;
+image tokens per frame show in the status line; a size picked in the dropdown downscales in the
+browser before encoding."""
 
 from __future__ import annotations
 
