@@ -125,11 +125,36 @@ async function openCamera(deviceId, resolution) {
   return { stream, note: `this camera cannot deliver ${width}×${height}; using ${got.width}×${got.height}` };
 }
 
+/** @typedef {HTMLCanvasElement | OffscreenCanvas} FrameCanvas */
+
+/**
+ * The canvas frames are drawn and encoded on: an OffscreenCanvas where the browser has one. Its
+ * convertToBlob was the fastest way to a JPEG in the JupyterLab page (benchmarks/e2e.py, part g:
+ * p50 7.0–7.6 ms at 640×480 against 8.6–8.8 for canvas.toBlob, 11–13 for toDataURL, 16–20 for a
+ * Worker fed by createImageBitmap), with a steadier p95.
+ * @returns {FrameCanvas}
+ */
+function frameCanvas() {
+  return typeof OffscreenCanvas === "function" ? new OffscreenCanvas(1, 1) : document.createElement("canvas");
+}
+
+/**
+ * @param {FrameCanvas} canvas
+ * @param {number} quality
+ * @returns {Promise<Blob>}
+ */
+function encodeJpeg(canvas, quality) {
+  if (!(canvas instanceof HTMLCanvasElement)) return canvas.convertToBlob({ type: "image/jpeg", quality });
+  return new Promise((resolve, reject) =>
+    canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("JPEG encoding failed"))), "image/jpeg", quality),
+  );
+}
+
 /**
  * Grab the current video frame, downscaled so its longest edge is at most maxEdge (0: as is).
  * Drawn from the video element itself, so a mirrored preview still sends unmirrored frames.
  * @param {HTMLVideoElement} video
- * @param {HTMLCanvasElement} canvas
+ * @param {FrameCanvas} canvas
  * @param {number} maxEdge
  * @param {number} quality JPEG quality 0..1
  * @returns {Promise<{ bytes: ArrayBuffer, width: number, height: number, capturedAt: number, drawMs: number, encodeMs: number }>}
@@ -143,15 +168,13 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   const height = Math.max(1, Math.round(vh * scale));
   if (canvas.width !== width) canvas.width = width;
   if (canvas.height !== height) canvas.height = height;
-  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  const ctx = /** @type {CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
   const t0 = performance.now();
   const capturedAt = performance.timeOrigin + t0;
   ctx.drawImage(video, 0, 0, width, height);
   const drawn = performance.now();
-  const blob = await new Promise((resolve, reject) =>
-    canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("JPEG encoding failed"))), "image/jpeg", quality),
-  );
-  const bytes = await /** @type {Blob} */ (blob).arrayBuffer();
+  const blob = await encodeJpeg(canvas, quality);
+  const bytes = await blob.arrayBuffer();
   return { bytes, width, height, capturedAt, drawMs: drawn - t0, encodeMs: performance.now() - drawn };
 }
 
@@ -377,7 +400,7 @@ function render({ model, el }) {
   answerBox.setAttribute("aria-label", "Latest answer");
   answerWrap.append(answerBox);
   el.append(style, root, runbar, answerWrap);
-  const canvas = document.createElement("canvas");
+  const canvas = frameCanvas();
 
   /** @type {MediaStream | null} */
   let stream = null;

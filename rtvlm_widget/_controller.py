@@ -367,9 +367,15 @@ class Controller:
             _call_safely(listener, answer)
 
     async def _run_once_reporting(self, frame: Frame | None = None) -> Answer:
+        request = asyncio.ensure_future(self.ask(frame=frame))
         if not self.live:
+            # The request goes out first; the panel's "asking…" (several widget messages) after.
+            await asyncio.sleep(0)
             self._emit_status("busy", "asking…")
-        answer = await self.ask(frame=frame)
+        try:
+            answer = await request
+        finally:
+            request.cancel()  # when this task is cancelled (close()), so is the request
         if not self.live:
             self._close_sampler()  # it keeps pulling frames only while answers are wanted
             self._emit_status("error" if answer.error else "idle", answer.error or "")
