@@ -41,6 +41,8 @@ log = logging.getLogger("rtvlm_widget")
 
 #: Partial answers are shown at most this often (a token can arrive every millisecond).
 PARTIAL_EVERY_S = 0.05
+#: Send once says "asking…" only when its answer takes longer than this.
+BUSY_AFTER_S = 0.25
 
 
 class FrameSource(Protocol):
@@ -368,14 +370,19 @@ class Controller:
 
     async def _run_once_reporting(self, frame: Frame | None = None) -> Answer:
         request = asyncio.ensure_future(self.ask(frame=frame))
+        busy = None
         if not self.live:
-            # The request goes out first; the panel's "asking…" (several widget messages) after.
-            await asyncio.sleep(0)
-            self._emit_status("busy", "asking…")
+            # "asking…" only for an answer that is slow to come: its widget messages would
+            # otherwise take the page's and the server's CPU just while the model works (on a
+            # small machine that slowed the model's own time by half).
+            loop = asyncio.get_running_loop()
+            busy = loop.call_later(BUSY_AFTER_S, self._emit_status, "busy", "asking…")
         try:
             answer = await request
         finally:
             request.cancel()  # when this task is cancelled (close()), so is the request
+            if busy is not None:
+                busy.cancel()
         if not self.live:
             self._close_sampler()  # it keeps pulling frames only while answers are wanted
             self._emit_status("error" if answer.error else "idle", answer.error or "")
