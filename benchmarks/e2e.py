@@ -610,8 +610,14 @@ def latency_case(
             sample["breakdown_ms"] = {
                 "encode (toDataURL)": phases["capture_ms"],
                 "fetch (HTTP + JSON)": phases["fetch_ms"],
-                "click + DOM": sample["box_ms"] - phases["capture_ms"] - phases["fetch_ms"],
             }
+            timings = phases.get("timings") or {}
+            if timings.get("prompt_ms") is not None and timings.get("predicted_ms") is not None:
+                model = timings["prompt_ms"] + timings["predicted_ms"]
+                sample["breakdown_ms"]["of which the model (server timings)"] = model
+            sample["breakdown_ms"]["click + DOM"] = (
+                sample["box_ms"] - phases["capture_ms"] - phases["fetch_ms"]
+            )
     tokens = {
         "ours": sorted({(s.get("kernel") or {}).get("completion_tokens") or 0 for s in samples["ours"]}),
         "baseline": sorted(
