@@ -32,7 +32,7 @@ from ._sampler import FrameSampler
 from ._schema import parse_structured
 from ._sendsize import ORIGINAL, ProbeResult, probe_send_sizes
 from ._shapes import Shape, parse_shapes
-from ._tasks import running_loop, spawn
+from ._tasks import spawn
 from ._widget import CameraUnavailable
 
 __all__ = ["Controller", "FrameSource"]
@@ -101,8 +101,6 @@ class Controller:
         self._failures = 0
         #: (base_url, model) whose background probe failed: not retried on every answer.
         self._probe_failed: tuple[str, str | None] | None = None
-        # The widget's event loop (None in a plain script): background work goes there.
-        self._loop = running_loop()
 
     # -- parameters ------------------------------------------------------------------------------
     @property
@@ -216,10 +214,11 @@ class Controller:
                 # Never in the way of an answer: until the probe has chosen, frames go at the
                 # last known size (the original at first).
                 self.probe_in_background(params)
-            elif self._loop is not None and not self._loop.is_closed():
-                self._loop.call_soon_threadsafe(self.probe_in_background, params)
-            elif not frames and self.send_size.needs_probe(client.base_url, params.model):
-                # A plain script (no event loop of the widget's to run it on): measure first.
+            elif (
+                not frames and not self._probing and self.send_size.needs_probe(client.base_url, params.model)
+            ):
+                # A blocking ask() before the panel could measure (e.g. in the cell that made
+                # the app, or a plain script): the cell waits anyway, so measure first.
                 await self.probe_send_size(client, params)
             if not frames and foreign_loop:
                 frames = [await self.source.capture()]

@@ -122,9 +122,9 @@ def test_tokens_stream_from_llama_server(
     # A long answer (2000 tokens, ~0.5 s here) so that the stream spans several partial updates.
     long_context = ("-c", "4096", "--parallel", "1")
     with LlamaServer(llama_server_binary, *tiny_model, extra_args=long_context) as server:
-        cell = CELL.format(url=server.base_url, model="tiny-vlm", interval=0.5).replace(
-            "interval=0.5)", "interval=0.5, max_tokens=2000)"
-        )
+        cell = CELL.format(url=server.base_url, model="tiny-vlm", interval=0.5)
+        assert 'send_size="original")' in cell
+        cell = cell.replace('send_size="original")', 'send_size="original", max_tokens=2000)')
         _show(jupyter_lab, notebook_page, "stream_llama.ipynb", cell)
         panel = notebook_page.cell_output(0).locator(".rtvlm-panel")
         panel.evaluate(_WATCH_JS)
