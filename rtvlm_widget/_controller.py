@@ -185,9 +185,23 @@ class Controller:
         (recorded in the timing).
         """
         frames = [frame] if frame is not None and self.frames_per_request <= 1 else None
-        answer = await self.request(waited_s=waited_s, frames=frames)
+        answer, asked = await self._request(waited_s=waited_s, frames=frames)
         self.record(answer)
-        return answer
+        if asked is None:
+            return answer
+        # Image tokens that only a text-only request can tell: asked now, after the answer is
+        # shown, in the same request slot (no answer waits, no more requests open than allowed).
+        filled = await self._fill_cost(answer, *asked)
+        for index in range(len(self.history) - 1, max(-1, len(self.history) - 50), -1):
+            if self.history[index] is answer:
+                self.history[index] = filled
+                break
+        return filled
+
+    async def _fill_cost(self, answer: Answer, client: VLMClient, params: ChatParams) -> Answer:
+        size = (answer.frame_width, answer.frame_height)
+        cost = await self.costs.fill(client, params, answer.usage, answer.frames_sent, size)
+        return answer if cost is None else replace(answer, image_tokens=cost)
 
     async def request(
         self,
@@ -199,7 +213,21 @@ class Controller:
     ) -> Answer:
         """One request, not recorded: about ``frames`` (default: fresh ones from the source), with
         ``params`` (default: the current ones), through ``client`` (default: this controller's —
-        another one when the caller runs on another event loop)."""
+        another one when the caller runs on another event loop). The answer comes back whole,
+        with its image tokens (a text-only request first tells them when nothing else can)."""
+        answer, asked = await self._request(params, client=client, frames=frames, waited_s=waited_s)
+        return answer if asked is None else await self._fill_cost(answer, *asked)
+
+    async def _request(
+        self,
+        params: ChatParams | None = None,
+        *,
+        client: VLMClient | None = None,
+        frames: list[Frame] | None = None,
+        waited_s: float = 0.0,
+    ) -> tuple[Answer, tuple[VLMClient, ChatParams] | None]:
+        """``request``, and the client and parameters to ask the image tokens with when the answer
+        does not know them yet (None: it does, or it failed)."""
         started = time.perf_counter()
         params = params or self.params
         # The prefetcher and the multi-frame sampler live on this controller's loop: a caller on
@@ -228,21 +256,17 @@ class Controller:
             images = [f.jpeg for f in frames]
             completion = await client.chat(params, images, on_text=self._partials(frame.seq))
             size = (frame.width, frame.height)
-            if foreign_loop:
-                # A task left on another loop would die with it: measure now, or leave it unknown
-                # when the widget's loop can measure it later.
-                cost = await self.costs.per_frame_now(client, params, completion.usage, len(frames), size)
-            else:
-                cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
+            cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
         except Exception as exc:
             # Every failure becomes a record, never a dead loop; bugs are also logged.
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             error = str(exc) or type(exc).__name__
-            return _answer(params, frames, None, started, waited_s, error=error, exception=exc)
-        return _answer(
+            return _answer(params, frames, None, started, waited_s, error=error, exception=exc), None
+        answer = _answer(
             params, frames, completion, started, waited_s, prefetched=prefetched, image_tokens=cost
         )
+        return answer, (client, params) if cost is None and completion.usage is not None else None
 
     def probe_in_background(self, params: ChatParams | None = None) -> None:
         """Start the send-size probe for this server and model when auto mode has not measured it

@@ -16,7 +16,6 @@ from ._client import ChatParams, Usage, VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._sendsize import ORIGINAL, ProbeResult, image_tokens, text_tokens
-from ._tasks import spawn
 
 __all__ = ["AUTO", "ImageCost", "SendSize", "SizedSource", "parse_send_size"]
 
@@ -120,8 +119,8 @@ class ImageCost:
     """Image tokens per frame, known without delaying any answer.
 
     From the send-size probe (what a frame of each size cost on this server and model), else from
-    the request's prompt tokens minus the prompt's text-only tokens, measured once per prompt in
-    the background (that answer says None; later ones know).
+    the request's prompt tokens minus the prompt's text-only tokens, measured once per prompt
+    after that prompt's first answer is shown (``fill``), in the same request slot.
     """
 
     def __init__(self) -> None:
@@ -129,7 +128,6 @@ class ImageCost:
         self._text: dict[tuple[str, str | None, str], int | None] = {}
         # (base_url, model, width, height) -> image tokens of one frame of that size (the probe).
         self._image: dict[tuple[str, str | None, int, int], int] = {}
-        self._measuring: set[tuple[str, str | None, str]] = set()
 
     def remember(self, client: VLMClient, params: ChatParams, result: ProbeResult) -> None:
         """Keep what a probe measured for ``client``'s server and ``params.model``."""
@@ -149,30 +147,20 @@ class ImageCost:
         if key in self._text:
             total = image_tokens(usage, self._text[key])
             return None if total is None else total // frames
-        known = self._image.get((client.base_url, params.model, *size))
-        if known is not None:
-            return known
-        if key not in self._measuring:
-            self._measuring.add(key)
-            spawn(self._measure(client, params, key))
-        return None
+        return self._image.get((client.base_url, params.model, *size))
 
-    async def per_frame_now(
+    async def fill(
         self, client: VLMClient, params: ChatParams, usage: Usage | None, frames: int, size: tuple[int, int]
     ) -> int | None:
-        """``per_frame``, measuring the prompt's text-only cost first if nothing else tells it."""
-        if usage is not None and frames >= 1:
+        """``per_frame``, measuring the prompt's text-only cost first when nothing tells it (one
+        text-only request per prompt, server and model)."""
+        if usage is not None and frames >= 1 and self.per_frame(client, params, usage, frames, size) is None:
             key = (client.base_url, params.model, params.prompt)
-            if key not in self._text and (client.base_url, params.model, *size) not in self._image:
-                await self._measure(client, params, key)
+            if key not in self._text:
+                if len(self._text) > 256:
+                    self._text.clear()  # prompts edited by hand for hours: keep it bounded
+                try:
+                    self._text[key] = await text_tokens(client, params)
+                except VLMError:
+                    self._text[key] = None
         return self.per_frame(client, params, usage, frames, size)
-
-    async def _measure(self, client: VLMClient, params: ChatParams, key: tuple[str, str | None, str]) -> None:
-        if len(self._text) > 256:
-            self._text.clear()  # prompts edited by hand for hours: keep it bounded
-        try:
-            self._text[key] = await text_tokens(client, params)
-        except VLMError:
-            self._text[key] = None
-        finally:
-            self._measuring.discard(key)

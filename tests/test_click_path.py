@@ -28,8 +28,8 @@ JPEG = bytes(cv2.imencode(".jpg", FRAME)[1])
 
 
 class ProbeHoldingServer(ThreadedServer):
-    """Answers at once, except the one-token requests of the send-size probe (and the text-only
-    cost request), which it holds until ``release()``."""
+    """Answers at once, except the one-token image requests of the send-size probe, which it holds
+    until ``release()``."""
 
     def __init__(self) -> None:
         self.answers: list[dict[str, Any]] = []
@@ -49,10 +49,6 @@ class ProbeHoldingServer(ThreadedServer):
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                probe = body.get("max_tokens") == 1
-                (owner.held if probe else owner.answers).append(body)
-                if probe and not owner._gate.wait(30):
-                    return
                 images = sum(
                     1
                     for message in body.get("messages", [])
@@ -60,6 +56,10 @@ class ProbeHoldingServer(ThreadedServer):
                     for part in message["content"]
                     if part.get("type") == "image_url"
                 )
+                probe = body.get("max_tokens") == 1 and images > 0
+                (owner.held if probe else owner.answers).append(body)
+                if probe and not owner._gate.wait(30):
+                    return
                 self._json(
                     200,
                     {
@@ -108,9 +108,9 @@ def test_the_send_size_probe_runs_beside_the_first_answer_not_before_it() -> Non
             assert size.probe is not None and size.probe.rows
             assert "measuring" not in app._panel.send_size.summary.value
             # Image tokens come from the probe's rows from now on: no text-only request per prompt.
-            held = len(server.held)
+            asked = len(server.answers)
             later = await app.ask_async("Something else entirely?")
-            assert later.image_tokens == 50 and len(server.held) == held
+            assert later.image_tokens == 50 and len(server.answers) == asked + 1
 
     with ProbeHoldingServer() as server:
         run_async(go(server))
