@@ -129,9 +129,9 @@ async function openCamera(deviceId, resolution) {
 
 /**
  * The canvas frames are drawn and encoded on: an OffscreenCanvas where the browser has one. Its
- * convertToBlob was the fastest way to a JPEG in the JupyterLab page (benchmarks/e2e.py, part g:
- * p50 7.0–7.6 ms at 640×480 against 8.6–8.8 for canvas.toBlob, 11–13 for toDataURL, 16–20 for a
- * Worker fed by createImageBitmap), with a steadier p95.
+ * convertToBlob was the fastest way to a JPEG in the JupyterLab page in three of four runs of
+ * benchmarks/e2e.py (part g, 640×480, p50 5–8 ms), ahead of canvas.toBlob and toDataURL by 0–2 ms
+ * and of a Worker fed by createImageBitmap (whose hand-over costs more than it saves) by 2–9 ms.
  * @returns {FrameCanvas}
  */
 function frameCanvas() {
