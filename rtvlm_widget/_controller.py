@@ -254,7 +254,8 @@ class Controller:
                 frames, prefetched = await self._frames()
             frame = frames[-1]
             images = [f.jpeg for f in frames]
-            completion = await client.chat(params, images, on_text=self._partials(frame.seq))
+            on_text = self._partials(frame.seq, at_once=not self.live)
+            completion = await client.chat(params, images, on_text=on_text)
             size = (frame.width, frame.height)
             cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
         except Exception as exc:
@@ -352,11 +353,14 @@ class Controller:
                 self.history[index] = replace(answer, timing=replace(answer.timing, display_s=display))
                 return
 
-    def _partials(self, seq: int) -> Callable[[str], None]:
-        # The first text goes out at once (it is what a person waits for); later ones at most every
-        # PARTIAL_EVERY_S, as each costs a comm message and kernel time, and the whole answer
-        # follows anyway.
-        last = -PARTIAL_EVERY_S
+    def _partials(self, seq: int, *, at_once: bool) -> Callable[[str], None]:
+        # Partial texts go out at most every PARTIAL_EVERY_S: each costs a comm message and CPU
+        # in the kernel, Jupyter's server and the page, and the whole answer follows anyway.
+        # ``at_once``: the first text goes out as it comes (what a person waits for after a click).
+        # In live mode it waits like the rest: an answer done within PARTIAL_EVERY_S sends no
+        # partial at all (a message less per frame), and the last answer is not replaced by a
+        # word or two of the next one.
+        last = -PARTIAL_EVERY_S if at_once else time.perf_counter()
 
         def on_text(text: str) -> None:
             nonlocal last
