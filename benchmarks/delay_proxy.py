@@ -67,7 +67,12 @@ class DelayProxy:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
+        try:
+            await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
+        except asyncio.CancelledError:
+            # Stopping: end quietly (asyncio reports a cancelled connection handler as an error).
+            for writer in (client_w, server_w):
+                writer.close()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Chunks are stamped when read and written once their time has come, in order.
