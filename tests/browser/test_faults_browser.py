@@ -178,7 +178,7 @@ def test_reload_and_kernel_restart_leave_a_consistent_widget(
         panel = PanelDriver(nb)
         panel.wait_camera_live()
         expect(panel.root.locator("button.rtvlm-run")).to_have_text(re.compile("Stop"))
-        assert panel.rows.count() >= 3
+        panel.wait_rows_at_least(3)  # the log replays after the view: wait for it, do not count at once
         wait_until(
             lambda: sum(e is None for _, e in state(nb)["history"][before:]) >= 3, "answers after the reload"
         )
