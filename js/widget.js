@@ -680,8 +680,8 @@ function render({ model, el }) {
     try {
       const [fields, bytes] = await takeFrame(Number(model.get("send_edge")) || 0);
       send({ kind: "ask", seq, ...fields }, [bytes]);
-    } catch (error) {
-      send({ kind: "ask", seq, message: cameraProblem(error) }); // the kernel reports it
+    } catch {
+      send({ kind: "ask", seq }); // no frame: the kernel asks for one, and reports why it failed
     }
   }
 

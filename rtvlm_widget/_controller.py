@@ -192,10 +192,7 @@ class Controller:
         # Image tokens that only a text-only request can tell: asked now, after the answer is
         # shown, in the same request slot (no answer waits, no more requests open than allowed).
         filled = await self._fill_cost(answer, *asked)
-        for index in range(len(self.history) - 1, max(-1, len(self.history) - 50), -1):
-            if self.history[index] is answer:
-                self.history[index] = filled
-                break
+        self._update_recent(lambda a: a is answer, lambda _a: filled)
         return filled
 
     async def _fill_cost(self, answer: Answer, client: VLMClient, params: ChatParams) -> Answer:
@@ -297,9 +294,7 @@ class Controller:
             log.exception("send-size probe failed")
 
     async def probe_send_size(
-        self,
-        client: VLMClient | None = None,
-        params: ChatParams | None = None,
+        self, client: VLMClient | None = None, params: ChatParams | None = None
     ) -> ProbeResult:
         """Send a fresh frame at several sizes (``max_tokens`` 1) and, in auto mode, use the
         chosen size from now on for this server and model. Returns the probe's table."""
@@ -346,11 +341,19 @@ class Controller:
 
     def record_display(self, seq: int, shown_at: float) -> None:
         """The browser showed answer ``seq`` at ``shown_at`` (epoch s): fill in its display time."""
+
+        def shown(answer: Answer) -> Answer:
+            assert answer.timing is not None
+            display = max(0.0, shown_at - answer.created_at)
+            return replace(answer, timing=replace(answer.timing, display_s=display))
+
+        self._update_recent(lambda a: a.seq == seq and a.timing is not None, shown)
+
+    def _update_recent(self, match: Callable[[Answer], bool], update: Callable[[Answer], Answer]) -> None:
+        """Replace the newest of the last 50 answers that ``match`` with ``update(answer)``."""
         for index in range(len(self.history) - 1, max(-1, len(self.history) - 50), -1):
-            answer = self.history[index]
-            if answer.seq == seq and answer.timing is not None:
-                display = max(0.0, shown_at - answer.created_at)
-                self.history[index] = replace(answer, timing=replace(answer.timing, display_s=display))
+            if match(self.history[index]):
+                self.history[index] = update(self.history[index])
                 return
 
     def _partials(self, seq: int, *, at_once: bool) -> Callable[[str], None]:

@@ -95,8 +95,6 @@ class Ask:
     """The user clicked Send once; ``frame`` is the one taken at the click (None: take one)."""
 
     frame: Frame | None
-    #: Why the page could not take a frame (the kernel then tries itself, and reports).
-    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -184,9 +182,9 @@ def parse_reply(
     if kind == ERROR:
         return CaptureFailed(seq, str(content.get("message") or "capture failed"))
     if kind == ASK:
-        if not buffers:
-            return Ask(None, str(content.get("message") or "")[:500])
-        return Ask(_frame(seq, content, buffers))
+        # No frame (a kernel-side source, or the camera failed): the kernel takes one itself and
+        # reports why it could not.
+        return Ask(_frame(seq, content, buffers) if buffers else None)
     if kind != FRAME:
         raise ProtocolError(f"unknown message kind {kind!r}")
     return _frame(seq, content, buffers)
