@@ -91,6 +91,7 @@ class Controller:
         self.prefetch = True
         self.history: deque[Answer] = deque(maxlen=history_limit)
         self._answer_listeners: list[AnswerListener] = []
+        self._revised_listeners: list[AnswerListener] = []
         self._partial_listeners: list[PartialListener] = []
         self._status_listeners: list[StatusListener] = []
         self._live: asyncio.Task[None] | None = None
@@ -123,6 +124,11 @@ class Controller:
     # -- listeners -------------------------------------------------------------------------------
     def on_answer(self, listener: AnswerListener) -> None:
         self._answer_listeners.append(listener)
+
+    def on_revised(self, listener: AnswerListener) -> None:
+        """``listener(answer)`` when a recorded answer learns more after it was shown (its image
+        tokens, asked after the answer); ``answer.seq`` names the one it replaces."""
+        self._revised_listeners.append(listener)
 
     def on_partial(self, listener: PartialListener) -> None:
         """``listener(seq, text_so_far)`` while an answer streams in."""
@@ -192,7 +198,10 @@ class Controller:
         # Image tokens that only a text-only request can tell: asked now, after the answer is
         # shown, in the same request slot (no answer waits, no more requests open than allowed).
         filled = await self._fill_cost(answer, *asked)
-        self._update_recent(lambda a: a is answer, lambda _a: filled)
+        if filled is not answer:
+            self._update_recent(lambda a: a is answer, lambda _a: filled)
+            for listener in self._revised_listeners:
+                _call_safely(listener, filled)
         return filled
 
     async def _fill_cost(self, answer: Answer, client: VLMClient, params: ChatParams) -> Answer:

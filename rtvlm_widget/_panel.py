@@ -64,6 +64,8 @@ class Panel:
         self._stats = RollingStats()
         # Answers not yet in the log/plot/readouts, and the pending flush (live mode batches them).
         self._unshown: list[Answer] = []
+        #: The answer the status line describes (its image tokens may follow).
+        self._status_answer: Answer | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
         # Control callbacks run on the loop the panel was made on (see bound_to_loop).
         self._loop = running_loop()
@@ -269,6 +271,7 @@ class Panel:
         self.test_api.on_click(on(lambda _b: None if self._blocked() else spawn(self.run_api_check())))
 
         c.on_answer(self._show_answer)
+        c.on_revised(self._show_revised)
         c.on_status(self._show_status)
         self.log.on_clear(on(v.clear_answer))
 
@@ -436,13 +439,8 @@ class Panel:
             return
         self.log.add(*answers)
         self.plot.add(*answers)
-        last = answers[-1]
-        if last.ok:
-            tokens = f", {last.usage.completion_tokens} tokens" if last.usage else ""
-            image = f", {last.image_tokens} image tokens/frame" if last.image_tokens is not None else ""
-            self.status.value = f"answer #{last.seq} in {last.latency_s * 1000:.0f} ms{tokens}{image}"
-        else:
-            self.status.value = f"error: {last.error}"
+        last = self._status_answer = answers[-1]
+        self.status.value = _describe(last)
         # The API badge follows what requests find: unreachable while they cannot get through, and
         # the model list read again once one does (the server is back).
         if isinstance(last.exception, ServerUnreachable):
@@ -451,6 +449,14 @@ class Panel:
             self.api_badge.set("API: back, listing models…", "busy")
             spawn(self.refresh_models())
         self.readout.value = self._stats.readout().describe()
+
+    def _show_revised(self, answer: Answer) -> None:
+        # The image tokens of an answer arrive after it (asked once it was shown): the status
+        # line still describing that answer says them too.
+        shown = self._status_answer
+        if shown is not None and shown.seq == answer.seq and self.status.value == _describe(shown):
+            self._status_answer = answer
+            self.status.value = _describe(answer)
 
     def _show_status(self, state: str, message: str) -> None:
         if state != "live":
@@ -464,3 +470,12 @@ class Panel:
         # The view's Start/Stop button follows the loop, however it was started or stopped.
         if state in ("live", "idle"):
             self._view.live = state == "live"
+
+
+def _describe(answer: Answer) -> str:
+    """The status line for ``answer``."""
+    if not answer.ok:
+        return f"error: {answer.error}"
+    tokens = f", {answer.usage.completion_tokens} tokens" if answer.usage else ""
+    image = f", {answer.image_tokens} image tokens/frame" if answer.image_tokens is not None else ""
+    return f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}{image}"

@@ -47,11 +47,13 @@ def _controller(server: LlamaServer, camera: StillCamera, **kwargs: Any) -> Cont
 def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServer) -> None:
     camera = StillCamera()
     seen: list[Answer] = []
+    revised: list[Answer] = []
 
     async def go() -> list[Answer]:
         controller = _controller(llama_server, camera, history_limit=2)
         camera.watch(controller)
         controller.on_answer(seen.append)
+        controller.on_revised(revised.append)
         try:
             return [await controller.ask() for _ in range(3)]
         finally:
@@ -65,6 +67,8 @@ def test_ask_records_answers_and_picks_the_servers_model(llama_server: LlamaServ
     # The first answer of a prompt is shown before its image tokens are known (a text-only request
     # tells them, after it); the answer returned and later ones have them.
     assert seen[0] == replace(answers[0], image_tokens=None) and seen[1:] == answers[1:]
+    # ... and the listeners hear of it once it is known (the panel's status line says it then).
+    assert revised == [answers[0]]
     assert all(a.image_tokens is not None for a in answers)
     # The view ends up showing each answer in full (streamed pieces may come first).
     assert dict(camera.shown) == {a.seq: a.text for a in answers}
