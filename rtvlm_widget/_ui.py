@@ -70,9 +70,28 @@ class _KeyMessageFilter(logging.Filter):
                 logger.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and any(comm in str(record.args) for comm in self._comms):
+        # Called for every message the kernel receives (dozens per live frame): look the comm
+        # id up in the message rather than printing the whole message to search it.
+        args = record.args if isinstance(record.args, tuple) else (record.args,)
+        if self._comms and any(self._mentions_key(arg) for arg in args):
             record.msg, record.args = "%s (a message of the API key box; not logged)", (record.msg,)
         return True
+
+    def _mentions_key(self, arg: object) -> bool:
+        if arg is None or isinstance(arg, (int, float)):
+            return False
+        if isinstance(arg, str):
+            return any(comm in arg for comm in self._comms)
+        if isinstance(arg, dict):
+            content = arg.get("content")
+            if isinstance(content, dict) and content.get("comm_id") in self._comms:
+                return True
+            if arg.get("comm_id") in self._comms:
+                return True
+            if isinstance(content, dict) or "header" in arg:
+                return False  # a message of another comm, or none
+        text = str(arg)  # anything else: rare, searched as text
+        return any(comm in text for comm in self._comms)
 
 
 _KEY_FILTER = _KeyMessageFilter()
