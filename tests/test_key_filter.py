@@ -18,13 +18,13 @@ def test_key_box_messages_lose_their_arguments_in_every_shape_the_kernel_logs() 
     key_filter._comms.add("key-comm")  # watch() would also install the filter on the kernel's loggers
     secret = {"method": "update", "state": {"value": "sk-secret"}}
     message = {"header": {"msg_type": "comm_msg"}, "content": {"comm_id": "key-comm", "data": secret}}
-    shapes = [
-        ("%s: %s", "comm_msg", message),  # ipykernel's dispatch
-        ("   Content: %s", message["content"]),  # ipykernel's content line
-        ("handle_msg[%s](%s)", "key-comm", message),  # the comm package
-        ("%s", [message]),  # anything else is searched as text
+    shapes: list[tuple[str, tuple[object, ...]]] = [
+        ("%s: %s", ("comm_msg", message)),  # ipykernel's dispatch
+        ("   Content: %s", (message["content"],)),  # ipykernel's content line
+        ("handle_msg[%s](%s)", ("key-comm", message)),  # the comm package
+        ("%s", ([message],)),  # anything else is searched as text
     ]
-    for msg, *args in shapes:
+    for msg, args in shapes:
         text = _filtered(key_filter, msg, *args)
         assert "sk-secret" not in text and "not logged" in text, text
 
