@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._reasoning import THINKING_FIELDS, thinking_fields
 from ._schema import Schema, schema_instruction
 
 __all__ = [
     "MAX_TOKENS_LIMIT",
     "SCHEMA_FORMATS",
     "TEMPERATURE_RANGE",
+    "THINKING_FIELDS",
     "ChatParams",
     "Completion",
     "ServerTiming",
@@ -49,6 +51,9 @@ class ChatParams:
     #: Ask for JSON matching this schema (``to_schema(...)`` makes one from a dict, Pydantic model
     #: or dataclass); sent as ``response_format``. None: free text, and no ``response_format``.
     schema: Schema | None = None
+    #: Thinking models: False asks the server to skip thinking (the fastest answers), True to
+    #: think, None leaves it to the server (``_reasoning.THINKING_FIELDS`` says how each is asked).
+    thinking: bool | None = None
 
     def __post_init__(self) -> None:
         # Refused here, with the reason, rather than sent and refused (or obeyed) by the server.
@@ -68,6 +73,8 @@ class ChatParams:
             or not low <= temp <= high
         ):
             raise ValueError(f"temperature must be a number from {low:g} to {high:g}, not {temp!r}")
+        if self.thinking is not None and not isinstance(self.thinking, bool):
+            raise TypeError(f"thinking must be True, False or None, not {self.thinking!r}")
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,21 @@ class Completion:
     schema_format: str | None = None
     #: The server's own prefill and decode times, where it reports them (llama.cpp).
     server: ServerTiming | None = None
+    #: What a thinking model thought before it answered (never part of ``text``).
+    reasoning: str = ""
+    #: Seconds from sending the request to the first reasoning token (streaming only).
+    first_reasoning_s: float | None = None
+    #: The answer ended while the model was still thinking (``text`` is then empty).
+    thinking_unfinished: bool = False
+
+    @property
+    def thought_only(self) -> bool:
+        """The token budget went to thinking: no answer came, the reasoning did not end."""
+        return (
+            not self.text.strip()
+            and (self.thinking_unfinished or bool(self.reasoning))
+            and (self.finish_reason == "length")
+        )
 
 
 def build_chat_body(
@@ -152,11 +174,13 @@ def build_chat_body(
     *,
     usage_in_stream: bool = True,
     schema_format: str = "json_schema",
+    leave_out: Collection[str] = (),
 ) -> dict[str, Any]:
     """The JSON body for one chat request; images become data URLs (the only base64 step).
 
     With ``params.schema`` the body asks for JSON in the form ``schema_format`` names (one of
-    :data:`SCHEMA_FORMATS`).
+    :data:`SCHEMA_FORMATS`). ``leave_out``: optional fields the server refused (of
+    ``THINKING_FIELDS``).
     """
     if schema_format not in SCHEMA_FORMATS:
         raise ValueError(f"schema_format must be one of {', '.join(SCHEMA_FORMATS)}, not {schema_format!r}")
@@ -184,6 +208,7 @@ def build_chat_body(
         body["model"] = params.model
     if schema is not None and schema_format != "prompt":
         body["response_format"] = response_format(schema, schema_format)
+    body.update(thinking_fields(params.thinking, leave_out=leave_out))
     return body
 
 

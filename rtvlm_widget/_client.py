@@ -11,6 +11,7 @@ import dataclasses
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ from ._errors import (
     ServerUnreachable,
     VLMError,
 )
+from ._reasoning import THINKING_FIELDS, ContentSplitter, reasoning_of, split_thoughts
 from ._schema import Schema
 from ._sse import iter_sse
 
@@ -221,6 +223,8 @@ class VLMClient:
         )
         # Set once a server refused stream_options; later requests leave it out.
         self._no_stream_options = False
+        # Thinking switches (THINKING_FIELDS) this server refused by name; left out from then on.
+        self._refused_fields: set[str] = set()
         # Per schema (its text): index into SCHEMA_FORMATS, raised each time the server refuses a
         # form, and the server's words. Per schema, as servers refuse either every json_schema
         # (older llama.cpp, some gateways) or just the one their grammar converter cannot take.
@@ -267,11 +271,13 @@ class VLMClient:
         images: Sequence[bytes] = (),
         *,
         on_text: Callable[[str], None] | None = None,
+        on_reasoning: Callable[[str], None] | None = None,
     ) -> Completion:
         """One chat completion about ``images``.
 
         With ``params.stream`` the answer arrives as server-sent events and ``on_text`` gets the
-        text so far after each piece; cancelling the call closes the connection. With
+        text so far after each piece (``on_reasoning`` the reasoning so far, when the model thinks
+        and the server sends it apart); cancelling the call closes the connection. With
         ``params.schema`` a server that refuses the schema's form is asked again with the next
         one (``Completion.schema_format`` says which was used); the answer is not validated here.
         A server that keeps sending far past ``max_tokens`` is cut off (``AnswerTooLong``).
@@ -285,13 +291,19 @@ class VLMClient:
             level = self.schema_format(params.schema) if params.schema is not None else "json_schema"
             used[0] = level if params.schema is not None else None
             return build_chat_body(
-                params, images, usage_in_stream=not self._no_stream_options, schema_format=level
+                params,
+                images,
+                usage_in_stream=not self._no_stream_options,
+                schema_format=level,
+                leave_out=self._refused_fields,
             )
 
         async with self._open(path, body, has_images=bool(images), schema=params.schema) as response:
             is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
             if params.stream and is_sse:
-                completion = await self._read_stream(response, url, started, params.max_tokens, on_text)
+                completion = await self._read_stream(
+                    response, url, started, params.max_tokens, on_text, on_reasoning
+                )
                 return dataclasses.replace(completion, schema_format=used[0])
             limit = params.max_tokens * _BODY_BYTES_PER_TOKEN + _SLACK_BODY_BYTES
             async with self._transport_errors(url, during="the answer"):
@@ -361,6 +373,11 @@ class VLMClient:
         if "stream_options" in body and "stream_options" in detail:
             self._no_stream_options = True
             return True
+        if status in (400, 422):
+            for name in THINKING_FIELDS:
+                if name in body and _names_field(detail, name):
+                    self._refused_fields.add(name)
+                    return True
         used = schema_format_of(body)
         words = detail.lower()
         if (
@@ -397,16 +414,21 @@ class VLMClient:
         started: float,
         max_tokens: int,
         on_text: Callable[[str], None] | None,
+        on_reasoning: Callable[[str], None] | None = None,
     ) -> Completion:
         """Collect an SSE answer: stop at ``[DONE]``, raise on error events, and stop reading a
         server that goes on far past ``max_tokens``."""
         parts: list[str] = []
+        thoughts: list[str] = []  # reasoning sent in a field of its own
+        splitter = ContentSplitter()  # reasoning left in content as <think> tags
+        answer = ""
         chars = 0
         model: str | None = None
         finish: str | None = None
         usage: Usage | None = None
         server: ServerTiming | None = None
         first: float | None = None
+        first_thought: float | None = None
         received = [0]  # characters so far, for the message when the stream breaks off
         async with self._transport_errors(url, during="the answer stream", received=received):
             done = False
@@ -425,28 +447,47 @@ class VLMClient:
                 for choice in chunk.get("choices") or []:
                     if not isinstance(choice, dict):
                         continue
+                    finish = choice.get("finish_reason") or finish
                     delta = choice.get("delta")
-                    content = delta.get("content") if isinstance(delta, dict) else None
+                    if not isinstance(delta, dict):
+                        continue
+                    thought = reasoning_of(delta)
+                    content = delta.get("content")
+                    if not thought and not content:
+                        continue
+                    if thought:
+                        thoughts.append(thought)
                     if content:
+                        parts.append(str(content))
+                        splitter.feed(parts[-1])
+                    chars += len(thought) + len(str(content or ""))
+                    received[0] = chars
+                    if _too_long(max_tokens, len(parts) + len(thoughts), chars):
+                        # Leaving the loop closes the response: the server stops sending.
+                        raise self._too_long_error(url, max_tokens, chars, splitter.split.answer)
+                    split = splitter.split
+                    if first_thought is None and (thoughts or split.thinking or split.reasoning):
+                        first_thought = time.perf_counter() - started
+                    if thought and on_reasoning is not None:
+                        on_reasoning(_joined("".join(thoughts), split.reasoning))
+                    if split.answer != answer:
+                        answer = split.answer
                         if first is None:
                             first = time.perf_counter() - started
-                        parts.append(str(content))
-                        chars += len(parts[-1])
-                        received[0] = chars
-                        if _too_long(max_tokens, len(parts), chars):
-                            # Leaving the loop closes the response: the server stops sending.
-                            raise self._too_long_error(url, max_tokens, chars, "".join(parts))
                         if on_text is not None:
-                            on_text("".join(parts))
-                    finish = choice.get("finish_reason") or finish
+                            on_text(answer)
+        split = splitter.finish()
         return Completion(
-            text="".join(parts),
+            text=split.answer,
             model=model,
             finish_reason=finish,
             usage=usage,
             latency_s=time.perf_counter() - started,
             first_token_s=first,
             server=server,
+            reasoning=_joined("".join(thoughts), split.reasoning),
+            first_reasoning_s=first_thought,
+            thinking_unfinished=split.thinking,
         )
 
     def _parse_completion(
@@ -466,7 +507,8 @@ class VLMClient:
             ) from exc
         try:
             choice = payload["choices"][0]
-            text = choice["message"].get("content") or ""
+            message = choice["message"]
+            text = message.get("content") or ""
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             keys = sorted(payload)[:8] if isinstance(payload, dict) else type(payload).__name__
             raise BadResponse(
@@ -475,13 +517,16 @@ class VLMClient:
                 url=url,
                 status=status,
             ) from exc
+        split = split_thoughts(str(text))
         return Completion(
-            text=str(text),
+            text=split.answer,
             model=payload.get("model") if isinstance(payload.get("model"), str) else None,
             finish_reason=choice.get("finish_reason"),
             usage=Usage.from_payload(payload.get("usage")),
             latency_s=latency,
             server=ServerTiming.from_payload(payload.get("timings")),
+            reasoning=_joined(reasoning_of(message), split.reasoning),
+            thinking_unfinished=split.thinking,
         )
 
     @contextlib.asynccontextmanager
@@ -595,6 +640,17 @@ class VLMClient:
         else:
             hint = "the server refused the request as sent"
         return ServerHTTPError(f"{url} answered {said}; {hint}", url=url, status=status)
+
+
+def _names_field(detail: str, name: str) -> bool:
+    """Whether a refusal names request field ``name`` (as a word: "think" is not "thinking")."""
+    if name == "chat_template_kwargs" and "enable_thinking" in detail:
+        return True
+    return re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", detail) is not None
+
+
+def _joined(*texts: str) -> str:
+    return "\n".join(text for text in texts if text)
 
 
 def _stream_chunk(event: str, data: str, url: str, status: int) -> dict[str, Any]:

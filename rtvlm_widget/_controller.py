@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ._client import ChatParams, Completion, VLMClient
 from ._costs import ImageCost, SendSize, SizedSource
-from ._errors import ServerUnreachable, VLMError
+from ._errors import ServerUnreachable, ThinkingUnfinished, VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._readers import SourceEnded
@@ -93,6 +93,7 @@ class Controller:
         self._answer_listeners: list[AnswerListener] = []
         self._revised_listeners: list[AnswerListener] = []
         self._partial_listeners: list[PartialListener] = []
+        self._reasoning_listeners: list[PartialListener] = []
         self._status_listeners: list[StatusListener] = []
         self._live: asyncio.Task[None] | None = None
         self._once: asyncio.Task[Answer] | None = None
@@ -133,6 +134,11 @@ class Controller:
     def on_partial(self, listener: PartialListener) -> None:
         """``listener(seq, text_so_far)`` while an answer streams in."""
         self._partial_listeners.append(listener)
+
+    def on_reasoning(self, listener: PartialListener) -> None:
+        """``listener(seq, reasoning_so_far)`` while a thinking model's reasoning streams in
+        (servers that send it apart from the answer)."""
+        self._reasoning_listeners.append(listener)
 
     def on_status(self, listener: StatusListener) -> None:
         """``listener(state, message)``; state is ``idle``, ``busy``, ``live`` or ``error``."""
@@ -261,7 +267,19 @@ class Controller:
             frame = frames[-1]
             images = [f.jpeg for f in frames]
             on_text = self._partials(frame.seq, at_once=not self.live)
-            completion = await client.chat(params, images, on_text=on_text)
+            on_reasoning = self._partials(
+                frame.seq, at_once=not self.live, listeners=self._reasoning_listeners
+            )
+            completion = await client.chat(params, images, on_text=on_text, on_reasoning=on_reasoning)
+            if completion.thought_only:
+                raise ThinkingUnfinished(
+                    f"{client.url('/v1/chat/completions')} spent all {params.max_tokens} tokens "
+                    "(max tokens) thinking and gave no answer: raise Max tokens, or switch "
+                    "Thinking off for real-time answers",
+                    url=client.url("/v1/chat/completions"),
+                    status=200,
+                    completion=completion,
+                )
             size = (frame.width, frame.height)
             cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
         except Exception as exc:
@@ -269,7 +287,9 @@ class Controller:
             if not isinstance(exc, (VLMError, CameraUnavailable)):
                 log.exception("unexpected failure while asking")
             error = str(exc) or type(exc).__name__
-            return _answer(params, frames, None, started, waited_s, error=error, exception=exc), None
+            # What came back before the failure is kept (e.g. a thinking model's reasoning).
+            kept = exc.completion if isinstance(exc, ThinkingUnfinished) else None
+            return _answer(params, frames, kept, started, waited_s, error=error, exception=exc), None
         answer = _answer(
             params, frames, completion, started, waited_s, prefetched=prefetched, image_tokens=cost
         )
@@ -365,7 +385,9 @@ class Controller:
                 self.history[index] = update(self.history[index])
                 return
 
-    def _partials(self, seq: int, *, at_once: bool) -> Callable[[str], None]:
+    def _partials(
+        self, seq: int, *, at_once: bool, listeners: list[PartialListener] | None = None
+    ) -> Callable[[str], None]:
         # Partial texts go out at most every PARTIAL_EVERY_S: each costs a comm message and CPU
         # in the kernel, Jupyter's server and the page, and the whole answer follows anyway.
         # ``at_once``: the first text goes out as it comes (what a person waits for after a click).
@@ -380,7 +402,7 @@ class Controller:
             if now - last < PARTIAL_EVERY_S:
                 return
             last = now
-            for listener in self._partial_listeners:
+            for listener in self._partial_listeners if listeners is None else listeners:
                 _call_safely(listener, seq, text)
 
         return on_text
@@ -507,6 +529,7 @@ def _answer(
             total_s=total,
             server_prefill_s=server.prefill_s if server else None,
             server_decode_s=server.decode_s if server else None,
+            first_reasoning_s=completion.first_reasoning_s if completion else None,
         )
     return Answer(
         seq=frame.seq if frame else 0,
@@ -533,6 +556,7 @@ def _answer(
         prefetched=prefetched,
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
         timing=timing,
+        reasoning=completion.reasoning if completion else "",
     )
 
 
@@ -543,7 +567,7 @@ def _structure(
     if completion is None:
         return None, None, ()
     data, error = None, None
-    if params.schema is not None:
+    if params.schema is not None and not completion.thought_only:
         data, error = parse_structured(completion.text, params.schema, finish_reason=completion.finish_reason)
     size = (frame.width, frame.height) if frame is not None else None
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AnswerTooLong",
     "AuthenticationError",
@@ -9,6 +11,7 @@ __all__ = [
     "ImagesNotSupported",
     "ServerHTTPError",
     "ServerUnreachable",
+    "ThinkingUnfinished",
     "VLMError",
 ]
 
@@ -59,3 +62,14 @@ class AnswerTooLong(BadResponse):
     def __init__(self, message: str, *, url: str, status: int | None = None, partial_text: str = "") -> None:
         super().__init__(message, url=url, status=status)
         self.partial_text = partial_text
+
+
+class ThinkingUnfinished(BadResponse):
+    """A thinking model used the whole ``max_tokens`` budget thinking and gave no answer.
+
+    ``completion`` is what came back (its ``reasoning``, usage and timings).
+    """
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, completion: Any = None) -> None:
+        super().__init__(message, url=url, status=status)
+        self.completion = completion

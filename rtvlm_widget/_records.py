@@ -38,6 +38,9 @@ class Timing:
     #: ``timings``); the rest of ``http_s`` is the network and the server's own overhead.
     server_prefill_s: float | None = None
     server_decode_s: float | None = None
+    #: HTTP: from sending the request to the first reasoning token of a thinking model (streamed;
+    #: ``first_token_s`` is then the first token of the answer proper).
+    first_reasoning_s: float | None = None
 
     @property
     def model_s(self) -> float | None:
@@ -59,6 +62,7 @@ class Timing:
             "display_s": self.display_s,
             "server_prefill_s": self.server_prefill_s,
             "server_decode_s": self.server_decode_s,
+            "first_reasoning_s": self.first_reasoning_s,
         }
 
 
@@ -108,6 +112,9 @@ class Answer:
     #: Where the time went (None when no frame arrived).
     timing: Timing | None = None
     created_at: float = field(default_factory=time.time)
+    #: What a thinking model thought before answering ("" for others); never part of ``text``,
+    #: never shown over the video.
+    reasoning: str = ""
 
     @property
     def ok(self) -> bool:
