@@ -271,15 +271,8 @@ class Controller:
                 frame.seq, at_once=not self.live, listeners=self._reasoning_listeners
             )
             completion = await client.chat(params, images, on_text=on_text, on_reasoning=on_reasoning)
-            if completion.thought_only:
-                raise ThinkingUnfinished(
-                    f"{client.url('/v1/chat/completions')} spent all {params.max_tokens} tokens "
-                    "(max tokens) thinking and gave no answer: raise Max tokens, or switch "
-                    "Thinking off for real-time answers",
-                    url=client.url("/v1/chat/completions"),
-                    status=200,
-                    completion=completion,
-                )
+            if completion.finish_reason == "length" and not completion.text.strip():
+                raise _no_answer(client.url("/v1/chat/completions"), params, completion)
             size = (frame.width, frame.height)
             cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
         except Exception as exc:
@@ -560,6 +553,23 @@ def _answer(
     )
 
 
+def _no_answer(url: str, params: ChatParams, completion: Completion) -> ThinkingUnfinished:
+    """The error for an answer cut at ``max_tokens`` before any of its text: never shown empty."""
+    if completion.thought_only:
+        what = "thinking and gave no answer"
+    else:
+        # Nothing arrived at all: servers hold back a half-written <think> tag, or keep the
+        # reasoning to themselves.
+        what = "before any answer text (a thinking model spends them thinking)"
+    return ThinkingUnfinished(
+        f"{url} used all {params.max_tokens} tokens (max tokens) {what}: raise Max tokens, or "
+        "switch Thinking off for real-time answers",
+        url=url,
+        status=200,
+        completion=completion,
+    )
+
+
 def _structure(
     params: ChatParams, completion: Completion | None, frame: Frame | None
 ) -> tuple[Any, str | None, tuple[Shape, ...]]:
@@ -567,7 +577,7 @@ def _structure(
     if completion is None:
         return None, None, ()
     data, error = None, None
-    if params.schema is not None and not completion.thought_only:
+    if params.schema is not None:
         data, error = parse_structured(completion.text, params.schema, finish_reason=completion.finish_reason)
     size = (frame.width, frame.height) if frame is not None else None
     try:

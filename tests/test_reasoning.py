@@ -147,7 +147,7 @@ def test_a_budget_spent_thinking_says_so_and_keeps_the_reasoning(style: str, str
     with ThinkingServer(style, budget_tokens=50) as server:
         answer = _ask(server, max_tokens=12, stream=stream)
     assert not answer.ok and answer.text == ""
-    assert "spent all 12 tokens (max tokens) thinking" in (answer.error or "")
+    assert "used all 12 tokens (max tokens) thinking and gave no answer" in (answer.error or "")
     assert "switch Thinking off" in (answer.error or "")
     assert answer.reasoning.startswith("The user wants")
 

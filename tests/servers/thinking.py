@@ -18,11 +18,59 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
+from tests.servers.llama import LlamaServer
 from tests.servers.threaded import JsonHandler, ThreadedServer
 
-__all__ = ["ThinkingServer"]
+__all__ = ["ThinkingServer", "thinking_llama_server"]
+
+#: A ChatML template that knows about reasoning the way Qwen3's does: an assistant message's
+#: ``reasoning_content`` goes between ``<think>`` tags (from which llama.cpp learns the markers and
+#: parses them out of the output), and ``enable_thinking: false`` closes an empty thought in the
+#: prompt.
+THINKING_TEMPLATE = """\
+{%- for message in messages -%}
+{{- '<|im_start|>' + message['role'] + '\\n' }}
+{%- if message['role'] == 'assistant' and message.get('reasoning_content') -%}
+{{- '<think>' + message['reasoning_content'] + '</think>' }}
+{%- endif -%}
+{%- if message['content'] is string -%}{{ message['content'] }}{%- else -%}
+{%- for part in message['content'] -%}
+{%- if part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}
+{%- endfor -%}
+{%- endif -%}
+{{- '<|im_end|>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+{{- '<|im_start|>assistant\\n' }}
+{%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think></think>' }}{%- endif -%}
+{%- endif -%}
+"""
+
+#: The generated model's words are random: a server-wide grammar makes it think, then answer.
+THINKING_GRAMMAR = 'root ::= "<think>" [a-z ]{8,30} "</think>" [a-z ]{4,20}\n'
+
+
+def thinking_llama_server(
+    binary: Path,
+    model: Path,
+    mmproj: Path,
+    workdir: Path,
+    *,
+    parse: bool = True,
+    log_path: Path | None = None,
+) -> LlamaServer:
+    """A (not yet started) llama-server whose model always thinks first. ``parse=False`` starts it
+    with ``--reasoning-format none``: the ``<think>`` tags stay in ``content``."""
+    template, grammar = workdir / "thinking.jinja", workdir / "thinking.gbnf"
+    template.write_text(THINKING_TEMPLATE)
+    grammar.write_text(THINKING_GRAMMAR)
+    args = ["--chat-template-file", str(template), "--grammar-file", str(grammar)]
+    args += ["--reasoning-format", "deepseek" if parse else "none"]
+    return LlamaServer(binary, model, mmproj, alias="tiny-thinker", extra_args=args, log_path=log_path)
+
 
 STYLES = ("vllm", "ollama", "tags")
 
