@@ -19,8 +19,9 @@
 /** @typedef {{ kind: "point", x: number, y: number, label?: string }} PointShape */
 /** @typedef {BoxShape | PointShape} Shape */
 /** @typedef {{ kind: "answer", seq: number, text: string, final?: boolean, shapes?: Shape[] }} ShowAnswer */
+/** @typedef {{ kind: "reasoning", seq: number, text: string, final: boolean }} ShowReasoning */
 /** @typedef {{ kind: "preview", width: number, height: number }} Preview */
-/** @typedef {CaptureRequest | ShowAnswer | Preview} KernelMessage */
+/** @typedef {CaptureRequest | ShowAnswer | ShowReasoning | Preview} KernelMessage */
 
 /**
  * The parts of anywidget's model this view uses.
@@ -76,6 +77,11 @@ const CSS = `
   color: var(--jp-ui-font-color0, #111); background: var(--jp-layout-color0, #fff);
   border: var(--jp-border-width, 1px) solid var(--jp-border-color1, #bdbdbd); border-radius: 2px;
   padding: 4px 6px; }
+.rtvlm-reasoning { margin: 2px 0; font: 12px var(--jp-ui-font-family, sans-serif);
+  color: var(--jp-ui-font-color2, #616161); }
+.rtvlm-reasoning summary { cursor: pointer; }
+.rtvlm-reasoning-text { white-space: pre-wrap; max-height: 12em; overflow: auto; padding: 2px 6px;
+  border-left: 2px solid var(--jp-border-color2, #e0e0e0); }
 `;
 
 /**
@@ -399,6 +405,15 @@ function render({ model, el }) {
   answerBox.placeholder = "The latest answer appears here.";
   answerBox.setAttribute("aria-label", "Latest answer");
   answerWrap.append(answerBox);
+  // A thinking model's reasoning: apart from the answer, dim and folded; never over the video.
+  const reasoning = document.createElement("details");
+  reasoning.className = "rtvlm-reasoning";
+  reasoning.hidden = true;
+  const reasoningTitle = document.createElement("summary");
+  const reasoningText = document.createElement("div");
+  reasoningText.className = "rtvlm-reasoning-text";
+  reasoning.append(reasoningTitle, reasoningText);
+  answerWrap.append(reasoning);
   el.append(style, root, runbar, answerWrap);
   const canvas = frameCanvas();
 
@@ -704,6 +719,12 @@ function render({ model, el }) {
       onPreview(buffers?.[0]);
     } else if (msg.kind === "capture") {
       void answerCapture(msg);
+    } else if (msg.kind === "reasoning") {
+      const text = String(msg.text ?? "");
+      const words = text.split(/\s+/).filter(Boolean).length;
+      reasoning.hidden = !text;
+      reasoningTitle.textContent = msg.final ? `Reasoning (${words} words)` : `Thinking… (${words} words)`;
+      reasoningText.textContent = text; // model output is text, never HTML
     } else if (msg.kind === "answer") {
       const text = String(msg.text ?? "");
       overlay.textContent = text; // model output is text, never HTML

@@ -54,6 +54,10 @@ class RealtimeVLM:
             the kernel: never synced to the browser, saved in the notebook or printed.
         max_tokens: answer length limit.
         temperature: sampling temperature.
+        thinking: thinking models (Qwen3-VL, GLM-4.xV, MiMo-VL, …): ``False`` asks the server to
+            answer without thinking first (the fastest answers), ``True`` to think, ``None``
+            (default) leaves it to the server. Reasoning is kept in ``Answer.reasoning``, never
+            in the answer text or over the video.
         interval: minimum seconds between the starts of live requests.
         max_in_flight: live requests allowed at once (1; more for servers with parallel slots).
         stream: show answers token by token as the server streams them.
@@ -97,6 +101,7 @@ class RealtimeVLM:
         send_size: int | str = "auto",
         schema: object = None,
         timeout: float = 120.0,
+        thinking: bool | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         # Refused before anything is built or sent: the URL, the ranges, the run settings.
@@ -108,6 +113,7 @@ class RealtimeVLM:
             temperature=temperature,
             stream=stream,
             schema=to_schema(schema) if schema is not None else None,
+            thinking=thinking,
         )
         _check_run_settings(interval, max_in_flight, frames_per_request, frame_spacing, history_limit)
         parse_send_size(send_size)
@@ -134,6 +140,7 @@ class RealtimeVLM:
         # The view shows every answer (overlay, answer box, boxes) first, before the panel's readouts.
         self._controller.on_partial(self.view.show_partial)
         self._controller.on_answer(self.view.show_final)
+        self._controller.on_reasoning(self.view.show_thinking)
         self.view.on_shown(bound_to_loop(self._controller.record_display))
         self._panel = Panel(
             self.view,
@@ -190,7 +197,8 @@ class RealtimeVLM:
         """Ask about a fresh frame and wait for the whole answer (the cell blocks meanwhile).
 
         ``prompt`` and ``overrides`` (``model``, ``max_tokens``, ``temperature``, ``stream``,
-        ``schema``) apply to this call only. The answer goes into ``history`` and the panel like any other.
+        ``schema``, ``thinking``) apply to this call only. The answer goes into ``history`` and
+        the panel like any other.
         Raises the request's error (``ServerUnreachable``, ``CameraUnavailable``, …) after
         recording it. In an ``async`` cell, prefer ``await app.ask_async(...)``.
         """

@@ -24,7 +24,10 @@ def log_row(answer: Answer) -> dict[str, Any]:
         "model": answer.model or "",
         "latency_ms": round(answer.latency_s * 1000, 1) if answer.ok else None,
         "status": (
-            f"error: {answer.error}"
+            # A thinking model that thought but never answered: the row says so first.
+            f"reasoning only: {answer.error}"
+            if not answer.ok and answer.reasoning and not answer.text
+            else f"error: {answer.error}"
             if not answer.ok
             else f"invalid: {answer.data_error}"
             if answer.data_error

@@ -116,6 +116,14 @@ class Panel:
             ),
             "rtvlm-temperature",
         )  # fmt: skip
+        self.thinking = classed(
+            widgets.Dropdown(
+                options=list(THINKING_CHOICES), value=_thinking_choice(params.thinking),
+                description="Thinking", style=wide,
+                tooltip="Thinking models: off answers at once (fastest); on thinks first",
+            ),
+            "rtvlm-thinking",
+        )  # fmt: skip
 
         # -- camera -------------------------------------------------------------------------
         self.device = classed(
@@ -206,7 +214,10 @@ class Panel:
             "rtvlm-detect",
         )
         generation = section(
-            "Generation", self.prompt, row(self.interval, self.max_tokens, self.temperature, self.detect)
+            "Generation",
+            self.prompt,
+            row(self.interval, self.max_tokens, self.temperature),
+            row(self.thinking, self.detect),
         )
         self.send_size = SendSizeControls(controller.send_size, on_loop=self._on_loop)
         camera = section(
@@ -250,6 +261,9 @@ class Panel:
         self.prompt.observe(on(lambda ch: self._set_params(prompt=str(ch["new"]))), names="value")
         self.max_tokens.observe(on(lambda ch: self._set_params(max_tokens=int(ch["new"]))), names="value")
         self.temperature.observe(on(lambda ch: self._set_params(temperature=float(ch["new"]))), names="value")
+        self.thinking.observe(
+            on(lambda ch: self._set_params(thinking=THINKING_CHOICES[ch["new"]])), names="value"
+        )
         self.interval.observe(on(lambda ch: setattr(c, "interval_s", ch["new"] / 1000)), names="value")
         self.detect.observe(on(self._on_detect), names="value")
 
@@ -272,6 +286,7 @@ class Panel:
 
         c.on_answer(self._show_answer)
         c.on_revised(self._show_revised)
+        c.on_reasoning(self._show_thinking)
         c.on_status(self._show_status)
         self.log.on_clear(on(v.clear_answer))
 
@@ -450,6 +465,11 @@ class Panel:
             spawn(self.refresh_models())
         self.readout.value = self._stats.readout().describe()
 
+    def _show_thinking(self, _seq: int, reasoning: str) -> None:
+        # A click's answer may think for seconds first: say so (live mode's status is its readouts).
+        if not self._controller.live:
+            self.status.value = f"thinking… ({len(reasoning.split())} words so far)"
+
     def _show_revised(self, answer: Answer) -> None:
         # The image tokens of an answer arrive after it (asked once it was shown): the status
         # line still describing that answer says them too.
@@ -479,3 +499,11 @@ def _describe(answer: Answer) -> str:
     tokens = f", {answer.usage.completion_tokens} tokens" if answer.usage else ""
     image = f", {answer.image_tokens} image tokens/frame" if answer.image_tokens is not None else ""
     return f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}{image}"
+
+
+#: The Thinking dropdown: its labels and the ``ChatParams.thinking`` each one means.
+THINKING_CHOICES: dict[str, bool | None] = {"server default": None, "off": False, "on": True}
+
+
+def _thinking_choice(thinking: bool | None) -> str:
+    return next(label for label, value in THINKING_CHOICES.items() if value is thinking)

@@ -8,7 +8,8 @@ give, e.g. a kernel-side source, and the kernel takes one itself), so the reques
 round trip to the page. With a kernel-side source the kernel instead sends the view a
 ``preview`` of each frame it uses (JPEG in the first buffer), unanswered. A final ``answer`` may
 carry ``shapes`` (boxes and points in fractions 0–1 of the frame sent) for the view to draw over
-the picture. Nothing here knows about HTTP or widgets.
+the picture. A thinking model's ``reasoning`` goes in messages of its own, shown apart from the
+answer and never over the picture. Nothing here knows about HTTP or widgets.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "PREVIEW",
     "SHOWN",
     "SHOW_ANSWER",
+    "SHOW_REASONING",
     "TOGGLE_LIVE",
     "Ask",
     "CaptureFailed",
@@ -38,11 +40,13 @@ __all__ = [
     "parse_reply",
     "preview",
     "show_answer",
+    "show_reasoning",
 ]
 
 # kernel -> front end
 CAPTURE = "capture"
 SHOW_ANSWER = "answer"
+SHOW_REASONING = "reasoning"
 PREVIEW = "preview"
 # front end -> kernel
 FRAME = "frame"
@@ -130,6 +134,12 @@ def show_answer(
     if shapes is not None:
         message["shapes"] = [s for s in (_shape(shape) for shape in shapes) if s is not None]
     return message
+
+
+def show_reasoning(seq: int, text: str, *, final: bool) -> dict[str, Any]:
+    """Tell the view what a thinking model thought about ``seq`` (so far, unless ``final``): shown
+    apart from the answer, as text; "" hides it."""
+    return {"kind": SHOW_REASONING, "seq": seq, "text": text, "final": final}
 
 
 _SHAPE_COORDS = {"box": ("x1", "y1", "x2", "y2"), "point": ("x", "y")}

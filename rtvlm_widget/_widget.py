@@ -31,6 +31,7 @@ from ._protocol import (
     parse_reply,
     preview,
     show_answer,
+    show_reasoning,
 )
 from ._tasks import running_loop
 
@@ -106,6 +107,8 @@ class CameraView(anywidget.AnyWidget):
         self._on_ask: list[Callable[[Frame | None], None]] = []
         self._on_shown: list[Callable[[int, float], None]] = []
         self._shown_seqs: set[int] = set()
+        # Whether the view shows some reasoning (a plain answer then hides it again).
+        self._reasoning_shown = False
         self._preview: tuple[bytes, int, int] | None = None
         self._preview_sent = 0.0
         self._preview_timer: asyncio.TimerHandle | None = None
@@ -162,13 +165,25 @@ class CameraView(anywidget.AnyWidget):
 
     def show_final(self, answer: Answer) -> None:
         """A controller's answer listener: a whole answer, with its boxes and points, replaces what
-        the view shows; a failure leaves the last answer in place."""
+        the view shows; a failure leaves the last answer in place. A thinking model's reasoning
+        (even of a failure: the thinking that used up the budget) is shown apart."""
+        if answer.reasoning or (answer.ok and self._reasoning_shown):
+            self._reasoning_shown = bool(answer.reasoning)
+            self.send(show_reasoning(answer.seq, answer.reasoning, final=True))
         if answer.ok:
             self.show_answer(answer.seq, answer.text, shapes=[shape.as_dict() for shape in answer.shapes])
+
+    def show_thinking(self, seq: int, reasoning: str) -> None:
+        """The reasoning of answer ``seq`` so far (a controller's reasoning listener)."""
+        self._reasoning_shown = True
+        self.send(show_reasoning(seq, reasoning, final=False))
 
     def clear_answer(self) -> None:
         """Empty the answer box and the overlay, and take the boxes off the picture."""
         self.show_answer(0, "", shapes=None)
+        if self._reasoning_shown:
+            self._reasoning_shown = False
+            self.send(show_reasoning(0, "", final=True))
 
     def show_frame(self, jpeg: bytes, width: int, height: int) -> None:
         """Show a frame a kernel-side source is sending, in every open view.
