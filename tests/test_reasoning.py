@@ -6,11 +6,12 @@ whole (llama-server's own reasoning output is tested in test_reasoning_llama.py)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rtvlm_widget import ChatParams, VLMClient
+from rtvlm_widget import ChatParams, History, VLMClient, load_session
 from rtvlm_widget._chat import Completion, build_chat_body
 from rtvlm_widget._controller import Controller
 from rtvlm_widget._reasoning import ContentSplitter, split_thoughts, thinking_fields
@@ -162,3 +163,12 @@ def test_structured_answers_parse_the_content_after_the_reasoning() -> None:
         assert answer.ok and answer.data == {"count": 4} and answer.data_error is None, answer
         assert answer.reasoning == REASONING
         assert answer.timing is not None and answer.timing.first_reasoning_s is not None
+
+
+def test_reasoning_and_its_timing_survive_a_saved_session(tmp_path: Path) -> None:
+    with ThinkingServer("vllm") as server:
+        answer = _ask(server, max_tokens=60)
+    History([answer]).save(tmp_path / "session")
+    (loaded,) = load_session(tmp_path / "session")
+    assert loaded.reasoning == REASONING and loaded.text == ANSWER
+    assert loaded.timing is not None and loaded.timing.first_reasoning_s == answer.timing.first_reasoning_s
