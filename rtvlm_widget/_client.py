@@ -29,6 +29,7 @@ from ._chat import (
     schema_format_of,
 )
 from ._errors import (
+    AnswerCutOff,
     AnswerTooLong,
     AuthenticationError,
     BadResponse,
@@ -430,7 +431,13 @@ class VLMClient:
         first: float | None = None
         first_thought: float | None = None
         received = [0]  # characters so far, for the message when the stream breaks off
-        async with self._transport_errors(url, during="the answer stream", received=received):
+
+        def partial() -> str:
+            return splitter.split.answer  # what had arrived, should the stream break off
+
+        async with self._transport_errors(
+            url, during="the answer stream", received=received, partial=partial
+        ):
             done = False
             async for event, data in iter_sse(response.aiter_lines()):
                 # Read on to the end of the body after [DONE]: breaking off would make httpx drop
@@ -477,6 +484,18 @@ class VLMClient:
                         if on_text is not None:
                             on_text(answer)
         split = splitter.finish()
+        if not done and finish is None:
+            # The server (or a gateway) closed the connection mid-answer without an error: what
+            # came is a fragment, never to be taken for the whole answer.
+            got = f" after {chars} characters" if chars else ""
+            raise AnswerCutOff(
+                f"{url} ended the answer stream{got} without [DONE] or a finish reason (the "
+                "connection was closed early: a gateway or proxy timeout, or a server restart); "
+                "the text so far is kept as partial, not as an answer",
+                url=url,
+                status=response.status_code,
+                partial_text=split.answer,
+            )
         return Completion(
             text=split.answer,
             model=model,
@@ -531,7 +550,11 @@ class VLMClient:
 
     @contextlib.asynccontextmanager
     async def _transport_errors(
-        self, url: str, during: str = "", received: list[int] | None = None
+        self,
+        url: str,
+        during: str = "",
+        received: list[int] | None = None,
+        partial: Callable[[], str] | None = None,
     ) -> AsyncIterator[None]:
         """Turn httpx's transport failures into ServerUnreachable with the URL and what to do."""
         if self._http.is_closed:
@@ -564,10 +587,11 @@ class VLMClient:
             reason = str(exc) or type(exc).__name__
             if during:
                 got = f" after {received[0]} characters" if received and received[0] else ""
-                raise ServerUnreachable(
+                raise AnswerCutOff(
                     f"{url} broke off {during}{got} ({reason}); the server may have crashed or "
                     "restarted: see its log",
                     url=url,
+                    partial_text=partial() if partial is not None else "",
                 ) from exc
             raise ServerUnreachable(
                 f"cannot reach {url} ({reason}); is the server running and is base_url right?",

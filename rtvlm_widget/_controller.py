@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 from ._client import ChatParams, Completion, VLMClient
 from ._costs import ImageCost, SendSize, SizedSource
-from ._errors import ServerUnreachable, ThinkingUnfinished, VLMError
+from ._errors import AnswerCutOff, ServerUnreachable, ThinkingUnfinished, VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._readers import SourceEnded
@@ -103,6 +104,9 @@ class Controller:
         self._failures = 0
         #: (base_url, model) whose background probe failed: not retried on every answer.
         self._probe_failed: tuple[str, str | None] | None = None
+        #: When each request in flight was sent (``waiting_s``), and whether the server looks down.
+        self._open_since: dict[object, float] = {}
+        self._down = False
 
     # -- parameters ------------------------------------------------------------------------------
     @property
@@ -141,7 +145,9 @@ class Controller:
         self._reasoning_listeners.append(listener)
 
     def on_status(self, listener: StatusListener) -> None:
-        """``listener(state, message)``; state is ``idle``, ``busy``, ``live`` or ``error``."""
+        """``listener(state, message)``; state is ``idle``, ``busy``, ``live``, ``error``,
+        ``retrying`` (live, the server is down: ``message`` says when the next try is) or
+        ``stopped`` (live mode stopped by itself: ``message`` says why)."""
         self._status_listeners.append(listener)
 
     def _emit_status(self, state: str, message: str = "") -> None:
@@ -166,21 +172,32 @@ class Controller:
         if not self.live:
             self._live = asyncio.get_running_loop().create_task(self._live_loop())
 
-    def stop(self) -> None:
-        """Stop the live loop; the requests in flight are cancelled."""
+    def stop(self, reason: str | None = None) -> None:
+        """Stop the live loop; the requests in flight are cancelled. ``reason``: why live mode
+        stopped by itself (status ``stopped``; a person's Stop says ``idle``)."""
         if self._live is not None:
             self._live.cancel()
             self._live = None
             self._close_sampler()
             self._prefetch.cancel()
-            self._emit_status("idle", "stopped")
+            if reason:
+                self._emit_status("stopped", reason)
+            else:
+                self._emit_status("idle", "stopped")
+
+    @property
+    def waiting_s(self) -> float:
+        """Seconds the oldest request in flight has been waiting for its answer (0: none)."""
+        if not self._open_since:
+            return 0.0
+        return time.perf_counter() - min(self._open_since.values())
 
     def use_client(self, client: VLMClient) -> None:
         """Send later requests through ``client`` (new base URL or key); the old one is closed."""
         old, self.client = self.client, client
         self._server_model = None
         # A new server or key deserves a prompt try: forget the old one's failures and Retry-After.
-        self._failures, self._next_turn = 0, 0.0
+        self._failures, self._next_turn, self._down = 0, 0.0, False
         if old is not client:
             self.cancel_inflight()
             spawn(old.aclose())
@@ -270,7 +287,12 @@ class Controller:
             on_reasoning = self._partials(
                 frame.seq, at_once=not self.live, listeners=self._reasoning_listeners
             )
-            completion = await client.chat(params, images, on_text=on_text, on_reasoning=on_reasoning)
+            token = object()
+            self._open_since[token] = time.perf_counter()
+            try:
+                completion = await client.chat(params, images, on_text=on_text, on_reasoning=on_reasoning)
+            finally:
+                del self._open_since[token]
             if completion.finish_reason == "length" and not completion.text.strip():
                 raise _no_answer(client.url("/v1/chat/completions"), params, completion)
             size = (frame.width, frame.height)
@@ -282,7 +304,10 @@ class Controller:
             error = str(exc) or type(exc).__name__
             # What came back before the failure is kept (e.g. a thinking model's reasoning).
             kept = exc.completion if isinstance(exc, ThinkingUnfinished) else None
-            return _answer(params, frames, kept, started, waited_s, error=error, exception=exc), None
+            answer = _answer(params, frames, kept, started, waited_s, error=error, exception=exc)
+            if isinstance(exc, AnswerCutOff) and exc.partial_text:
+                answer = replace(answer, text=exc.partial_text)  # a fragment: ``error`` says so
+            return answer, None
         answer = _answer(
             params, frames, completion, started, waited_s, prefetched=prefetched, image_tokens=cost
         )
@@ -460,10 +485,34 @@ class Controller:
         async with turn:
             # Re-checked in short steps: a Retry-After may push the turn later meanwhile, a new
             # client bring it forward.
+            said = 0
             while (delay := self._next_turn - time.perf_counter()) > 0:
-                await asyncio.sleep(min(delay, 0.25))
+                if not self._down:
+                    await asyncio.sleep(min(delay, 0.25))
+                    continue
+                if math.ceil(delay) != said:
+                    said = math.ceil(delay)
+                    self._emit_status("retrying", f"retrying in {said} s")
+                # While the server is down, a cheap look every second: once it is back, answers
+                # resume at once instead of after a pause grown to 10 s.
+                if await self._server_back(timeout=min(1.0, delay)):
+                    self._down, self._next_turn = False, time.perf_counter()
+                    break
             self._next_turn = time.perf_counter() + self.interval_s
         return time.perf_counter() - began
+
+    async def _server_back(self, timeout: float) -> bool:
+        """Whether ``GET /v1/models`` answers within ``timeout`` (sleeping out the rest of it)."""
+        began = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.client.list_models(), timeout)
+            return True
+        except (VLMError, asyncio.TimeoutError):
+            pass
+        except Exception:
+            log.exception("checking whether the server is back failed")
+        await asyncio.sleep(max(0.0, timeout - (time.perf_counter() - began)))
+        return False
 
     async def _worker(self, turn: asyncio.Lock) -> None:
         while True:
@@ -483,6 +532,14 @@ class Controller:
                 asyncio.get_running_loop().call_soon(self.stop)
                 return
             self._failures = self._failures + 1 if answer.error else 0
+            exc = answer.exception
+            if isinstance(exc, VLMError) and exc.permanent:
+                # Asking again would fail the same way: stop and say what to do.
+                asyncio.get_running_loop().call_soon(self.stop, answer.error)
+                return
+            self._down = isinstance(exc, ServerUnreachable) or (
+                isinstance(exc, VLMError) and exc.status is not None and exc.status >= 500
+            )
             if answer.error:
                 # From the failure on, the next turn waits 0.5 s, 1 s, 2 s … (up to 10 s) so a server
                 # that is down is not flooded, or as long as the server asked (Retry-After).

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AnswerCutOff",
     "AnswerTooLong",
     "AuthenticationError",
     "BadResponse",
@@ -32,6 +33,14 @@ class VLMError(Exception):
         self.status = status
         self.retry_after = retry_after
 
+    @property
+    def permanent(self) -> bool:
+        """The same request would fail the same way (a refusal, a wrong URL or key): live mode
+        stops and says why, rather than retrying. Timeouts, refused connections, 408, 409, 425,
+        429 and 5xx are transient: live mode retries them with a growing pause."""
+        status = self.status
+        return status is not None and 400 <= status < 500 and status not in (408, 409, 425, 429)
+
 
 class ServerUnreachable(VLMError):
     """No HTTP answer: connection refused, DNS failure, timeout, or the connection broke off."""
@@ -48,9 +57,30 @@ class AuthenticationError(ServerHTTPError):
 class ImagesNotSupported(ServerHTTPError):
     """The server (or the chosen model) cannot take image input."""
 
+    @property
+    def permanent(self) -> bool:
+        return True  # llama-server says so with a 500; the next frame fares no better
+
 
 class BadResponse(VLMError):
     """The server answered 2xx but not with an OpenAI-shaped body."""
+
+    @property
+    def permanent(self) -> bool:
+        return True  # not an OpenAI-compatible server at that URL: asking again will not help
+
+
+class AnswerCutOff(ServerUnreachable):
+    """The answer stream ended early: the connection closed before ``[DONE]`` or a finish reason
+    (a gateway or proxy cut it). ``partial_text`` holds what had arrived; it is not an answer."""
+
+    def __init__(self, message: str, *, url: str, status: int | None = None, partial_text: str = "") -> None:
+        super().__init__(message, url=url, status=status)
+        self.partial_text = partial_text
+
+    @property
+    def permanent(self) -> bool:
+        return False  # the next request may well get through
 
 
 class AnswerTooLong(BadResponse):

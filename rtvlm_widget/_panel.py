@@ -67,6 +67,7 @@ class Panel:
         #: The answer the status line describes (its image tokens may follow).
         self._status_answer: Answer | None = None
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._waiting_handle: asyncio.TimerHandle | None = None
         # Control callbacks run on the loop the panel was made on (see bound_to_loop).
         self._loop = running_loop()
         params = controller.params
@@ -479,17 +480,44 @@ class Panel:
             self.status.value = _describe(answer)
 
     def _show_status(self, state: str, message: str) -> None:
-        if state != "live":
+        if state not in ("live", "retrying"):
             self._flush_readouts()  # nothing waits for the next tick once live mode ends
-        tone = {"live": "ok", "busy": "busy", "error": "error"}.get(state, "idle")
-        self.run_badge.set(state, tone)
+        tone = {"live": "ok", "busy": "busy", "error": "error", "retrying": "busy", "stopped": "error"}
+        self.run_badge.set(state, tone.get(state, "idle"))
         if state == "busy":
             self.status.value = "asking…"
         elif state == "idle" and message == "stopped":
             self.status.value = "stopped"
+        elif state == "retrying":
+            # The server is down: the last error, and when the next try is.
+            last = self._status_answer
+            cause = f"error: {last.error} · " if last is not None and not last.ok else ""
+            self.status.value = f"{cause}{message}"
+        elif state == "stopped":
+            self.status.value = f"live mode stopped: {message}"
+        if state in ("busy", "live"):
+            self._watch_waiting()
         # The view's Start/Stop button follows the loop, however it was started or stopped.
-        if state in ("live", "idle"):
+        if state in ("live", "idle", "stopped"):
             self._view.live = state == "live"
+
+    def _watch_waiting(self) -> None:
+        """Once a second while requests may be open: a request waiting for more than
+        WAITING_AFTER_S says so ("waiting N s…"), so a hung server is not mistaken for a slow one."""
+        loop = self._loop
+        if self._waiting_handle is not None or loop is None or loop.is_closed():
+            return
+
+        def tick() -> None:
+            self._waiting_handle = None
+            waited = self._controller.waiting_s
+            if waited >= WAITING_AFTER_S:
+                stop = " (Stop cancels it)" if self._controller.live else ""
+                self.status.value = f"waiting {waited:.0f} s for the answer…{stop}"
+            if self._controller.live or waited > 0:
+                self._watch_waiting()
+
+        self._waiting_handle = loop.call_later(1.0, tick)
 
 
 def _describe(answer: Answer) -> str:
@@ -500,6 +528,9 @@ def _describe(answer: Answer) -> str:
     image = f", {answer.image_tokens} image tokens/frame" if answer.image_tokens is not None else ""
     return f"answer #{answer.seq} in {answer.latency_s * 1000:.0f} ms{tokens}{image}"
 
+
+#: A request open this long (seconds) shows "waiting N s…" in the status line.
+WAITING_AFTER_S = 2.0
 
 #: The Thinking dropdown: its labels and the ``ChatParams.thinking`` each one means.
 THINKING_CHOICES: dict[str, bool | None] = {"server default": None, "off": False, "on": True}

@@ -96,7 +96,8 @@ class Answer:
     #: Live mode: the frame was asked for ahead of its turn (its round trip overlapped the last
     #: request) rather than after the turn began.
     prefetched: bool = False
-    #: Readable reason when the request failed; ``text`` is then empty.
+    #: Readable reason when the request failed; ``text`` is then empty, or the fragment that had
+    #: arrived when the answer stream was cut off (``AnswerCutOff``): never a whole answer.
     error: str | None = None
     #: The exception behind ``error`` (``ask()`` raises it).
     exception: BaseException | None = field(default=None, repr=False, compare=False)

@@ -25,6 +25,7 @@ from rtvlm_widget import (
     normalize_base_url,
 )
 from rtvlm_widget._client import parse_models
+from rtvlm_widget._errors import AnswerCutOff
 from tests.aio import with_client
 from tests.servers.llama import LlamaServer, free_port
 from tests.servers.tiny_vlm import IMAGE_TOKENS
@@ -220,14 +221,25 @@ def test_error_event_in_the_stream_raises_with_the_servers_words() -> None:
         run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
 
 
-def test_stream_without_done_still_returns_what_came() -> None:
-    body = _sse(_chunk("a "), _chunk("cat"))
+def test_stream_without_done_is_whole_only_with_a_finish_reason() -> None:
+    """Some servers end a stream with a finish reason and no ``[DONE]``: a whole answer. Neither:
+    the connection was closed mid-answer, and what came is a fragment (``AnswerCutOff``)."""
+    finished = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    for body, whole in (
+        (_sse(_chunk("a "), _chunk("cat"), json.dumps(finished)), True),
+        (_sse(_chunk("a "), _chunk("cat")), False),
+    ):
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+        def handler(request: httpx.Request, body: bytes = body) -> httpx.Response:
+            return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
-    answer = run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
-    assert answer.text == "a cat"
+        if whole:
+            answer = run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
+            assert answer.text == "a cat" and answer.finish_reason == "stop"
+            continue
+        with pytest.raises(AnswerCutOff, match="without \\[DONE\\] or a finish reason") as info:
+            run(lambda c: c.chat(ChatParams(prompt="hi")), _streaming_fake(handler))
+        assert info.value.partial_text == "a cat" and not info.value.permanent
 
 
 def test_server_that_ignores_stream_answers_in_one_piece() -> None:

@@ -35,7 +35,7 @@ from rtvlm_widget import (
     ServerUnreachable,
     VLMError,
 )
-from rtvlm_widget._errors import AnswerTooLong
+from rtvlm_widget._errors import AnswerCutOff, AnswerTooLong
 from tests.aio import run_async
 from tests.servers.faulty import (
     Behaviour,
@@ -163,12 +163,16 @@ def test_server_down_at_start_killed_mid_session_and_restarted_recovers_by_itsel
             assert status == f"error: {down[-1].error}" and row == status
             assert app._panel.api_badge.widget.value == "API: unreachable"
             assert app._controller.live
+            # While down, the panel says when the next try is.
+            retrying = re.compile(rf"^error: cannot reach {re.escape(chat_url)} .* · retrying in \d+ s$")
+            await until(lambda: bool(retrying.match(app._panel.status.value)), "the next try announced")
 
-            # Started now: the loop finds it by itself at its next turn (at most the backoff away).
+            # Started now: a look at /v1/models every second finds it; the loop does not wait out
+            # its backoff (by now grown to seconds).
             server.start()
             up_at = time.time()
             await until(lambda: history[-1].ok, "an answer once the server is up", timeout=15)
-            assert history[-1].created_at - up_at < 10.5
+            assert history[-1].created_at - up_at < 2.5
             await until(lambda: app._panel.api_badge.widget.value == "API: 1 model(s)", "API badge back")
             await until(lambda: sum(a.ok for a in history) >= 5, "answers at the interval again")
             assert app._panel.status.value.startswith("answer #")
@@ -230,12 +234,16 @@ def test_wrong_or_missing_key_is_explained_then_fixed_from_the_panel(
                 assert info.value.status == 401
                 assert panel_shows(app) == (f"error: {message}", f"error: {message}")
                 messages.append(message)
-                # The live loop stays up with the wrong key (backing off); a key typed in the panel
-                # takes effect at once.
+                # Live mode stops at the refusal (asking again cannot help) and says why; a key
+                # typed in the panel takes effect at the next Start.
                 app.start()
-                await until(lambda: len(app._controller.history) >= 2, "another refusal")
+                await until(lambda: not app._controller.live, "live mode to stop by itself")
+                assert len(app._controller.history) == 2
+                assert app._panel.status.value == f"live mode stopped: {message}"
+                assert app._panel.run_badge.widget.value == "stopped"
                 app._panel.key.value = KEY
                 fixed_at = time.time()
+                app.start()
                 await until(lambda: app._controller.history[-1].ok, "an answer with the right key", 10)
                 assert app._controller.history[-1].created_at - fixed_at < 2.0
                 assert app._controller.live and app._panel.key.value == ""
@@ -307,6 +315,12 @@ CASES: dict[str, tuple[Behaviour, bool, type[VLMError], str]] = {
         ServerUnreachable,
         "{url} broke off the answer stream after 18 characters (",
     ),
+    "stream ended early, cleanly": (
+        CutStream(("The answer ", "was cut"), clean=True),
+        True,
+        AnswerCutOff,
+        "{url} ended the answer stream after 18 characters without [DONE] or a finish reason",
+    ),
     "error body not UTF-8": (
         Raw(b"\xff\xfe upstream \xc3 failed", "text/plain", code=502),
         True,
@@ -359,7 +373,9 @@ def test_each_fault_ends_in_a_clear_message_and_the_session_goes_on(case: str) -
         assert server.open_now == 0
     message = str(error)
     assert message.startswith(expected.format(url=url)), message
-    assert failed.error == message and failed.exception is error and failed.text == ""
+    assert failed.error == message and failed.exception is error
+    # A cut-off answer keeps its fragment, marked by the error: never recorded as whole.
+    assert failed.text == (CUT if isinstance(error, AnswerCutOff) else ""), failed.text
     assert status == row == f"error: {message}"
     assert after.ok and after.text == "a fine answer"
     if isinstance(error, AnswerTooLong) and stream:
@@ -458,6 +474,11 @@ def test_wrong_base_url_path_and_a_server_without_images(
                     await app.ask_async()
                 seen.append((info.value, panel_shows(app)[0]))
                 assert len(app.history) == 1
+                # Both are permanent: live mode stops at the first failure and says why.
+                app.start()
+                await until(lambda: not app._controller.live, "live mode to stop by itself")
+                assert len(app.history) == 2 and app.history[-1].error == str(info.value)
+                assert app._panel.status.value == f"live mode stopped: {info.value}"
         return seen
 
     (wrong_path, shown_path), (no_images, shown_images) = run_async(go())
@@ -516,3 +537,25 @@ def test_bad_settings_later_are_refused_and_not_sent() -> None:
 
     with FaultyServer() as server:
         run_async(go(server))
+
+
+def test_a_hung_request_says_how_long_it_has_waited_and_stop_cancels_it() -> None:
+    async def go(hung: FaultyServer) -> tuple[str, str, str]:
+        async with opened(hung.base_url, model="faulty", timeout=60.0) as app:
+            app._controller.send_once()
+            waiting = re.compile(r"^waiting (\d+) s for the answer…$")
+            await until(lambda: bool(waiting.match(app._panel.status.value)), "waiting N s (send once)", 10)
+            once = app._panel.status.value
+            app._controller._once.cancel()  # type: ignore[union-attr]
+            app.start()
+            live = re.compile(r"^waiting (\d+) s for the answer… \(Stop cancels it\)$")
+            await until(lambda: bool(live.match(app._panel.status.value)), "waiting N s (live)", 10)
+            shown = app._panel.status.value
+            app.stop()
+            await until(lambda: hung.hung_up >= 2, "the held requests hung up on")
+            return once, shown, app._panel.status.value
+
+    with FaultyServer(default=Hang()) as hung:
+        once, live, after = run_async(go(hung))
+    assert int(once.split()[1]) >= 2 and int(live.split()[1]) >= 2, (once, live)
+    assert after == "stopped"

@@ -71,9 +71,12 @@ class Hang:
 
 @dataclass(frozen=True)
 class CutStream:
-    """Start an SSE answer, send ``pieces``, then close the connection mid-stream."""
+    """Start an SSE answer, send ``pieces``, then close the connection mid-stream. ``clean``: end
+    the body properly (the last chunk), only without a finish reason or ``[DONE]``, as gateways do
+    when their own timeout ends a stream."""
 
     pieces: tuple[str, ...] = ("The answer ", "was cut")
+    clean: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,9 @@ class FaultyServer(ThreadedServer):
                     self._hold()
                 elif isinstance(behaviour, CutStream):
                     self._stream(behaviour.pieces, done=False, model=body.get("model"))
+                    if behaviour.clean:
+                        self.wfile.write(b"0\r\n\r\n")
+                        self.close_connection = True
                     # Close without the last chunk: the client sees a body that ends mid-stream.
                     self.connection.shutdown(socket.SHUT_RDWR)
                     self.close_connection = True
