@@ -1,6 +1,8 @@
 # Two commands, both from a fresh clone:
 #   make run    JupyterLab on notebooks/quickstart.ipynb against a local VLM server it starts
 #   make test   everything CI checks: ruff, mypy, pytest (real JupyterLab, Chromium, llama-server)
+# and, while working on the code:
+#   make test-fast   the tests that need neither Chromium nor llama-server (about a minute)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +10,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint pytest system-deps llama-server clean
+.PHONY: run test test-fast lint pytest system-deps llama-server clean
 
 # A virtualenv with the package (editable) and what the tests and the demo need.
 $(STAMP): pyproject.toml
@@ -46,6 +48,10 @@ pytest: $(STAMP) llama-server
 	$(PY) -m pytest
 
 test: lint pytest
+
+# No llama-server build, no Chromium: conftest's --fast deselects the tests that use them and says how many.
+test-fast: $(STAMP)
+	$(PY) -m pytest --fast
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,28 +1,92 @@
-"""rtvlm-widget: real-time vision-language models on your webcam, inside Jupyter."""
+"""rtvlm-widget: real-time vision-language models on your webcam, inside Jupyter.
+
+The public names load on first use (PEP 562): jupyter_server imports this package at start-up for
+its server extension (`_nodelay`), which must not pay for cv2, numpy, httpx or the widgets.
+"""
 
 from __future__ import annotations
 
-from ._annotate import annotate
-from ._app import RealtimeVLM
-from ._client import ChatParams, Completion, Usage, VLMClient, normalize_base_url
-from ._compare import Comparison
-from ._errors import (
-    AuthenticationError,
-    BadResponse,
-    ImagesNotSupported,
-    ServerHTTPError,
-    ServerUnreachable,
-    VLMError,
-)
-from ._history import History, load_session
-from ._protocol import Frame
-from ._records import Answer, Timing
-from ._sendsize import ProbeResult, ProbeRow
-from ._shapes import DETECT_PROMPT, DETECT_SCHEMA, Box, Point, parse_shapes
-from ._sources import KernelSource, SourceEnded, SourceError, open_source
-from ._widget import CameraUnavailable
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Each public name and the submodule that defines it; tests/test_import_cost.py checks that this
+# table, the imports below and __all__ name the same things.
+_EXPORTS: dict[str, str] = {
+    "annotate": "_annotate",
+    "RealtimeVLM": "_app",
+    "ChatParams": "_client",
+    "Completion": "_client",
+    "Usage": "_client",
+    "VLMClient": "_client",
+    "normalize_base_url": "_client",
+    "Comparison": "_compare",
+    "AuthenticationError": "_errors",
+    "BadResponse": "_errors",
+    "ImagesNotSupported": "_errors",
+    "ServerHTTPError": "_errors",
+    "ServerUnreachable": "_errors",
+    "VLMError": "_errors",
+    "History": "_history",
+    "load_session": "_history",
+    "Frame": "_protocol",
+    "Answer": "_records",
+    "Timing": "_records",
+    "ProbeResult": "_sendsize",
+    "ProbeRow": "_sendsize",
+    "DETECT_PROMPT": "_shapes",
+    "DETECT_SCHEMA": "_shapes",
+    "Box": "_shapes",
+    "Point": "_shapes",
+    "parse_shapes": "_shapes",
+    "KernelSource": "_sources",
+    "SourceEnded": "_sources",
+    "SourceError": "_sources",
+    "open_source": "_sources",
+    "CameraUnavailable": "_widget",
+}
+
+if TYPE_CHECKING:
+    # What type checkers and IDEs see; at run time __getattr__ below imports these on demand.
+    from ._annotate import annotate
+    from ._app import RealtimeVLM
+    from ._client import ChatParams, Completion, Usage, VLMClient, normalize_base_url
+    from ._compare import Comparison
+    from ._errors import (
+        AuthenticationError,
+        BadResponse,
+        ImagesNotSupported,
+        ServerHTTPError,
+        ServerUnreachable,
+        VLMError,
+    )
+    from ._history import History, load_session
+    from ._protocol import Frame
+    from ._records import Answer, Timing
+    from ._sendsize import ProbeResult, ProbeRow
+    from ._shapes import DETECT_PROMPT, DETECT_SCHEMA, Box, Point, parse_shapes
+    from ._sources import KernelSource, SourceEnded, SourceError, open_source
+    from ._widget import CameraUnavailable
+
+
+def _load(name: str) -> Any:
+    """A public name, its submodule imported on first access (``rtvlm_widget.X`` or a from-import)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later accesses find it without coming here
+    return value
+
+
+if not TYPE_CHECKING:
+    # Hidden from type checkers: a visible module __getattr__ would make them accept any name.
+    __getattr__ = _load
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:

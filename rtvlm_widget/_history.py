@@ -19,6 +19,8 @@ ANSWERS_FILE = "answers.jsonl"
 FRAMES_DIR = "frames"
 #: Bumped when the saved layout changes in a way older readers would misread.
 FORMAT_VERSION = 1
+#: The formats `load_session` reads; a file in any other fails with a clear error, never misread.
+READABLE_FORMATS = (1,)
 
 # Not saved as they are: the frame goes to its own file, the exception object stays in memory,
 # the others are spread into plain columns.
@@ -72,7 +74,8 @@ class History(Sequence[Answer]):
     """A snapshot of a session's answers (and failures), oldest first.
 
     Indexable like a list; ``to_records()`` / ``to_pandas()`` for analysis; ``save(path)`` keeps
-    it on disk and :func:`load_session` brings it back (e.g. to replay the frames elsewhere).
+    it on disk and :func:`load_session` brings it back (e.g. to replay the frames elsewhere);
+    ``export_video(path)`` and ``export_captions(path)`` make something to share.
     """
 
     def __init__(self, answers: Iterable[Answer] = ()) -> None:
@@ -138,6 +141,49 @@ class History(Sequence[Answer]):
         (folder / ANSWERS_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         return folder
 
+    def export_video(
+        self,
+        path: str | Path,
+        *,
+        fps: float | None = None,
+        caption: bool = True,
+        shapes: bool = True,
+        size: tuple[int, int] | None = None,
+        codec: str | None = None,
+        events: Iterable[tuple[float, str]] = (),
+    ) -> Path:
+        """Write the frames the model saw, at the times they were captured, as ``.mp4``, ``.webm``
+        (plays in browsers), ``.gif``, ``.png`` (APNG) or ``.webp``.
+
+        ``fps``: frames a second (None: 10, more when answers came faster); ``caption``: each
+        answer, or a failed request's error, in a bar under the picture; ``shapes``: boxes and
+        points drawn as ``Answer.annotated()`` draws them; ``size``: (width, height), default the
+        first frame's; ``codec``: a FourCC for videos; ``events``: (epoch seconds, label) markers.
+        Returns the path. Raises ``ValueError`` naming the path when no answer has a frame, the
+        extension is unknown or the file cannot be written.
+        """
+        # Imported here: the export module is only needed by those who export.
+        from ._export import export_video
+
+        return export_video(
+            self._answers,
+            path,
+            fps=fps,
+            caption=caption,
+            shapes=shapes,
+            size=size,
+            codec=codec,
+            events=events,
+        )
+
+    def export_captions(self, path: str | Path) -> Path:
+        """Write the answers as subtitles, ``.srt`` or ``.vtt``, timed to match ``export_video``:
+        each from its frame's capture time until the next answer's (the last for 2 s); failed
+        requests get none. Returns the path; raises ``ValueError`` as ``export_video`` does."""
+        from ._export import export_captions
+
+        return export_captions(self._answers, path)
+
 
 def load_session(path: str | Path) -> History:
     """A session saved with ``save_session`` / ``History.save``, frames included."""
@@ -153,6 +199,22 @@ def load_session(path: str | Path) -> History:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{answers_file}, line {number}: not JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise ValueError(
+                f"{answers_file}, line {number}: not a saved answer (a JSON {type(row).__name__})"
+            )
+        # save() has written the field on every row since sessions were first saved; a row without
+        # it was written some other way (e.g. from to_records()), in the one layout there was.
+        version = row.get("format", 1)
+        if type(version) is not int or version not in READABLE_FORMATS:
+            from . import __version__  # here, not at the top: the package imports this module
+
+            readable = ", ".join(str(v) for v in READABLE_FORMATS)
+            raise ValueError(
+                f"{answers_file}, line {number}: session format {version!r}, but rtvlm-widget "
+                f"{__version__} reads format {readable} only. If a newer rtvlm-widget saved it, "
+                "upgrade this one to load it: pip install --upgrade rtvlm-widget"
+            )
         frame = row.get("frame")
         jpeg = (folder / frame).read_bytes() if isinstance(frame, str) and (folder / frame).is_file() else b""
         try:

@@ -26,7 +26,9 @@ websocket handler is not where or what this module expects, it logs a warning an
 
 Import-light on purpose: this module imports jupyter_server only inside
 `_load_jupyter_server_extension`, which only a server calls, so a kernel importing
-``rtvlm_widget`` never pulls jupyter_server in.
+``rtvlm_widget`` never pulls jupyter_server in. The other way round, the server gets the standard
+library only: this module needs nothing else, and the package's public names (cv2, numpy, httpx,
+the widgets behind them) load on first use (see ``__init__.py``; tests/test_import_cost.py).
 """
 
 from __future__ import annotations

@@ -24,12 +24,14 @@ __all__ = [
     "CAPTURE",
     "ERROR",
     "FRAME",
+    "FROM_VIEW",
     "MAX_FRAME_BYTES",
     "PREVIEW",
     "SHOWN",
     "SHOW_ANSWER",
     "SHOW_REASONING",
     "TOGGLE_LIVE",
+    "TO_VIEW",
     "Ask",
     "CaptureFailed",
     "Frame",
@@ -54,6 +56,10 @@ ERROR = "error"
 TOGGLE_LIVE = "toggle_live"
 SHOWN = "shown"
 ASK = "ask"
+#: Every kind each side sends: tests/test_protocol.py checks js/widget.js against these, so a kind
+#: renamed or added on one side only fails there.
+TO_VIEW = (CAPTURE, SHOW_ANSWER, SHOW_REASONING, PREVIEW)
+FROM_VIEW = (FRAME, ERROR, TOGGLE_LIVE, SHOWN, ASK)
 
 #: Larger frames are refused: far above any camera JPEG, well below the websocket's 10 MiB cap.
 MAX_FRAME_BYTES = 8 * 1024 * 1024

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType
 
 import pytest
 
@@ -103,7 +104,7 @@ def longest_edge_llama_server(
         yield server
 
 
-# -- make it visible that the real parts ran ---------------------------------------------------
+# -- make it visible that the real parts ran; `--fast` leaves them out ------------------------
 
 _SERVER_FIXTURES = {
     "llama_server",
@@ -114,25 +115,91 @@ _SERVER_FIXTURES = {
     "longest_edge_llama_server",
 }
 _BROWSER_FIXTURES = {"notebook_page", "chromium"}
+# A test body that names these starts the real part itself, without a fixture to tell.
+_SERVER_NAMES = {"LlamaServer", "llama_build"}
+_BROWSER_NAMES = {"launch_chromium", "sync_playwright"}
+_REAL_PARTS = (("browser", "JupyterLab + Chromium"), ("llama_server", "llama-server"))
+# Node ids per real part: report keywords also hold package names (every test in tests/browser/
+# has a "browser" keyword), so the summary counts by id.
+_MARKED = pytest.StashKey[dict[str, set[str]]]()
+_DESELECTED = pytest.StashKey[int]()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="deselect the tests that need JupyterLab + Chromium or llama-server (`make test-fast`)",
+    )
+
+
+def _names_used(code: CodeType) -> set[str]:
+    """Global and attribute names a function's code refers to, nested functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _names_used(const)
+    return names
+
+
+def _real_parts(item: pytest.Item) -> set[str]:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    code = getattr(getattr(item, "function", None), "__code__", None)
+    names = _names_used(code) if isinstance(code, CodeType) else set()
+    parts: set[str] = set()
+    if fixtures & _BROWSER_FIXTURES or names & _BROWSER_NAMES:
+        parts.add("browser")
+    if fixtures & _SERVER_FIXTURES or names & _SERVER_NAMES:
+        parts.add("llama_server")
+    return parts
+
+
+def _no_build_in_fast_run(jobs: int | None = None) -> Path:
+    # A test that reaches llama-server some way the markers cannot see fails at once, rather
+    # than making the fast run build llama.cpp for minutes.
+    pytest.fail("--fast: this test needs llama-server; request the llama_server_binary fixture")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("fast"):
+        llama_build.build = _no_build_in_fast_run
+
+
+# tryfirst: the markers must be on the items before `-m browser` / `-m llama_server` selects.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marked: dict[str, set[str]] = {marker: set() for marker, _ in _REAL_PARTS}
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
-        used = set(getattr(item, "fixturenames", ()))
-        if used & _BROWSER_FIXTURES:
-            item.add_marker(pytest.mark.browser)
-        if used & _SERVER_FIXTURES:
-            item.add_marker(pytest.mark.llama_server)
+        parts = _real_parts(item)
+        for marker in parts:
+            item.add_marker(marker)
+            marked[marker].add(item.nodeid)
+        (drop if parts and config.getoption("fast") else keep).append(item)
+    config.stash[_MARKED] = marked
+    config.stash[_DESELECTED] = len(drop)
+    if drop:
+        # Reported like `-m`'s deselection: "N deselected" in the last line.
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     """One line per real part: how many tests that used it passed, failed or errored."""
     terminalreporter.section("real parts")
-    for marker, label in (("browser", "JupyterLab + Chromium"), ("llama_server", "llama-server")):
+    marked = config.stash.get(_MARKED, {})
+    for marker, label in _REAL_PARTS:
+        ids = marked.get(marker, set())
         counts = {
-            outcome: sum(1 for r in terminalreporter.stats.get(outcome, []) if marker in r.keywords)
+            outcome: sum(1 for r in terminalreporter.stats.get(outcome, []) if r.nodeid in ids)
             for outcome in ("passed", "failed", "error")
         }
         terminalreporter.write_line(
             f"{label} tests: {counts['passed']} passed, {counts['failed']} failed, {counts['error']} errors"
+        )
+    if config.getoption("fast"):
+        terminalreporter.write_line(
+            f"--fast: {config.stash.get(_DESELECTED, 0)} tests that need them were deselected "
+            "(`make test` runs everything)"
         )

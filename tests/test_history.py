@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rtvlm_widget import Answer, History, Timing, Usage, load_session
+from rtvlm_widget._history import FORMAT_VERSION, READABLE_FORMATS
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:
@@ -87,4 +88,41 @@ def test_loading_something_else_says_what_is_wrong(tmp_path: Path) -> None:
         load_session(tmp_path)
     (tmp_path / "answers.jsonl").write_text("\nnot json\n")
     with pytest.raises(ValueError, match="line 2: not JSON"):
+        load_session(tmp_path)
+
+
+def test_saved_rows_carry_a_format_this_release_reads(tmp_path: Path) -> None:
+    folder = History(_answers()).save(tmp_path / "run")
+    rows = [json.loads(x) for x in (folder / "answers.jsonl").read_text().splitlines()]
+    assert [row["format"] for row in rows] == [FORMAT_VERSION, FORMAT_VERSION]
+    assert FORMAT_VERSION in READABLE_FORMATS
+
+
+@pytest.mark.parametrize("version", [2, 0, "1", None, 1.5])
+def test_an_unknown_format_names_the_file_the_version_and_the_way_out(
+    tmp_path: Path, version: object
+) -> None:
+    folder = History(_answers()).save(tmp_path / "run")
+    answers_file = folder / "answers.jsonl"
+    first, second = answers_file.read_text().splitlines()
+    # A newer release's file: the second row is in a format this one does not know.
+    answers_file.write_text(first + "\n" + json.dumps({**json.loads(second), "format": version}) + "\n")
+    with pytest.raises(ValueError, match="session format") as caught:
+        load_session(folder)
+    message = str(caught.value)
+    assert f"{answers_file}, line 2: session format {version!r}" in message
+    assert "reads format 1 only" in message and "pip install --upgrade rtvlm-widget" in message
+
+
+def test_rows_without_a_format_read_as_the_first_one(tmp_path: Path) -> None:
+    # E.g. written by hand from to_records(), which carries no format field.
+    records = History(_answers()).to_records()
+    (tmp_path / "answers.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    back = load_session(tmp_path)
+    assert [a.text for a in back] == ["a red square", ""] and back[1].error == "server said 503"
+
+
+def test_a_row_that_is_not_an_object_is_not_a_saved_answer(tmp_path: Path) -> None:
+    (tmp_path / "answers.jsonl").write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="line 1: not a saved answer"):
         load_session(tmp_path)
