@@ -22,11 +22,14 @@ _EXPORTS: dict[str, str] = {
     "VLMClient": "_client",
     "normalize_base_url": "_client",
     "Comparison": "_compare",
+    "AnswerCutOff": "_errors",
+    "AnswerTooLong": "_errors",
     "AuthenticationError": "_errors",
     "BadResponse": "_errors",
     "ImagesNotSupported": "_errors",
     "ServerHTTPError": "_errors",
     "ServerUnreachable": "_errors",
+    "ThinkingUnfinished": "_errors",
     "VLMError": "_errors",
     "History": "_history",
     "load_session": "_history",
@@ -54,11 +57,14 @@ if TYPE_CHECKING:
     from ._client import ChatParams, Completion, Usage, VLMClient, normalize_base_url
     from ._compare import Comparison
     from ._errors import (
+        AnswerCutOff,
+        AnswerTooLong,
         AuthenticationError,
         BadResponse,
         ImagesNotSupported,
         ServerHTTPError,
         ServerUnreachable,
+        ThinkingUnfinished,
         VLMError,
     )
     from ._history import History, load_session
@@ -98,6 +104,8 @@ __all__ = [
     "DETECT_PROMPT",
     "DETECT_SCHEMA",
     "Answer",
+    "AnswerCutOff",
+    "AnswerTooLong",
     "AuthenticationError",
     "BadResponse",
     "Box",
@@ -117,6 +125,7 @@ __all__ = [
     "ServerUnreachable",
     "SourceEnded",
     "SourceError",
+    "ThinkingUnfinished",
     "Timing",
     "Usage",
     "VLMClient",
