@@ -6,29 +6,31 @@ A schema may be given as a JSON Schema dict, a Pydantic v2 model class or a data
 (code fences and leading prose are fine), validates it and, for a model class or dataclass, builds
 the instance.
 
-Validation uses the small JSON Schema subset below, built in so it reads the same on every
-machine (the ``jsonschema`` package is not used even where installed): ``type`` (one or a list),
-``properties``, ``required``, ``additionalProperties`` (false or a schema), ``items``,
-``prefixItems``, ``minItems``/``maxItems``, ``enum``, ``const``, ``minimum``/``maximum``,
-``exclusiveMinimum``/``exclusiveMaximum``, ``minLength``/``maxLength``, ``pattern``, ``anyOf``,
-``oneOf``, ``allOf`` and local ``$ref`` (``#/$defs/…``, ``#/definitions/…``, as Pydantic writes
-them). Other keywords are accepted and not checked. Pydantic is imported by nobody here: a model
-class is recognised by its ``model_json_schema``/``model_validate`` methods.
+Validation is jsonschema's (the schema's ``$schema`` dialect, else Draft 2020-12, local ``$ref``
+to ``$defs``/``definitions`` as Pydantic writes them, ``format`` as far as the installed jsonschema can
+check it); this module words its errors with a path into the answer. Pydantic is imported by
+nobody here: a model class is recognised by its ``model_json_schema``/``model_validate`` methods.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
-import operator
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend, validator_for
+from referencing.exceptions import Unresolvable
 
 __all__ = [
     "Schema",
@@ -268,36 +270,105 @@ def _build(tp: Any, value: Any) -> Any:
 
 
 # -- validation ---------------------------------------------------------------------------------
-
-_JSON_TYPES = ("object", "array", "string", "integer", "number", "boolean", "null")
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
+# jsonschema checks; what is kept here words its errors the way the answer reads (JSON values,
+# a path from ``$``) and lists them in the answer's order.
 
 
-def _is_type(value: object, name: str) -> bool:
-    kind = _json_type(value)
-    if name == "number":
-        return kind in ("integer", "number")
-    if name == "integer":
-        # JSON Schema counts 3.0 as an integer.
-        return kind == "integer" or (kind == "number" and float(value).is_integer())  # type: ignore[arg-type]
-    return kind == name
+class _SchemaProblem(Exception):
+    """The schema, not the answer, is at fault (not valid JSON Schema, a $ref to nowhere)."""
+
+
+def validate(instance: object, schema: Schema | Mapping[str, Any]) -> str | None:
+    """None when ``instance`` (parsed JSON) matches ``schema``, else a readable reason: where in
+    the answer (``$.objects[0].box``) and what is wrong, up to three problems joined by ``;``. A
+    schema that is itself broken gives a reason starting ``the schema is invalid``."""
+    try:
+        return _check(instance, schema)
+    except _SchemaProblem as exc:
+        return str(exc)
+
+
+def _check(instance: Any, schema: Schema | Mapping[str, Any]) -> str | None:
+    spec = schema if isinstance(schema, Schema) else to_schema(schema)
+    checker = _compile(spec.text)
+    if isinstance(checker, str):
+        raise _SchemaProblem(checker)
+    try:
+        errors = list(checker.iter_errors(instance))
+    except Unresolvable as exc:
+        raise _SchemaProblem(f"the schema is invalid: its $ref {exc.ref!r} cannot be resolved") from None
+    except RecursionError:
+        raise _SchemaProblem("the schema is invalid: it nests too deeply (a $ref loop?)") from None
+    if not errors:
+        return None
+    # The schema's keys are sorted (Schema.text), so jsonschema reports in alphabetical order; the
+    # answer's own order reads better, and at one place a wrong type or a missing key tells most.
+    # Same-worded problems (one per missing key) show once.
+    errors.sort(key=lambda e: (_answer_order(instance, e.absolute_path), _FIRST.get(str(e.validator), 2)))
+    problems = dict.fromkeys(_describe(e) for e in errors)
+    return "; ".join(list(problems)[:3])
+
+
+_FIRST = {"type": 0, "required": 1}
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(text: str) -> Validator | str:
+    """The validator for a schema (its ``$schema`` dialect, else Draft 2020-12, formats checked
+    where the installed jsonschema can: some need its optional extras), or why the schema is
+    invalid. Keyed by the canonical text: compiling costs far more than validating one answer."""
+    root = json.loads(text)
+    cls = _finite(validator_for(root, default=Draft202012Validator))
+    meta = cls(cls.META_SCHEMA, format_checker=cls.FORMAT_CHECKER)
+    error = best_match(meta.iter_errors(root))
+    if error is not None:
+        where = "".join(_child("", key) for key in error.absolute_path).lstrip(".")
+        return f"the schema is invalid{' at ' + where if where else ''}: {error.message}"
+    return cls(root, format_checker=cls.FORMAT_CHECKER)
+
+
+@functools.lru_cache(maxsize=8)
+def _finite(cls: type[Validator]) -> type[Validator]:
+    # Python's json reads NaN and Infinity, which JSON has not and no box can be drawn from.
+    checker = cls.TYPE_CHECKER.redefine("number", _is_finite_number)
+    extended: type[Validator] = extend(cls, type_checker=checker)  # type: ignore[no-untyped-call]
+    return extended
+
+
+def _is_finite_number(_checker: object, value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _answer_order(instance: object, path: Sequence[str | int]) -> list[int]:
+    order: list[int] = []
+    node: Any = instance
+    for key in path:
+        order.append(list(node).index(key) if isinstance(node, dict) else int(key))
+        node = node[key]
+    return order
+
+
+def _describe(error: ValidationError) -> str:
+    where = _where(error.absolute_path)
+    if error.validator in ("anyOf", "oneOf"):
+        forms = len(typing.cast(list[Any], error.validator_value))
+        if not error.context:
+            return f"{where}: matches more than one of the {forms} forms where exactly one must match"
+        # best_match descends to the telling reason: from the form of the answer's type, deepest.
+        best = best_match([error])
+        if best is error:
+            return f"{where}: matches none of the {forms} allowed forms"
+        inner = _where(best.absolute_path)
+        detail = _message(best) if inner == where else f"{inner}: {_message(best)}"
+        return f"{where}: matches none of the {forms} allowed forms ({detail})"
+    return f"{where}: {_message(error)}"
+
+
+def _where(path: Sequence[str | int]) -> str:
+    where = "$"
+    for key in path:
+        where = _child(where, key)
+    return where
 
 
 def _child(path: str, key: str | int) -> str:
@@ -308,165 +379,78 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}[{json.dumps(key)}]"
 
 
-def _show(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False) if _json_type(value) in _JSON_TYPES else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+_BOUNDS = {
+    "minimum": "below the minimum",
+    "maximum": "above the maximum",
+    "exclusiveMinimum": "not above the exclusive minimum",
+    "exclusiveMaximum": "not below the exclusive maximum",
+}
 
 
-def validate(instance: object, schema: Schema | Mapping[str, Any]) -> str | None:
-    """None when ``instance`` (parsed JSON) matches ``schema``, else a readable reason: where in
-    the answer (``$.objects[0].box``) and what is wrong. Up to three problems are listed."""
-    root = schema.json_schema if isinstance(schema, Schema) else dict(schema)
-    problems = []
-    for problem in _errors(instance, root, "$", root, 0):
-        problems.append(problem)
-        if len(problems) == 3:
-            break
-    return "; ".join(problems) if problems else None
+def _message(error: ValidationError) -> str:
+    """jsonschema's words for the common keywords, in JSON's (``true``, ``"x"``) rather than
+    Python's; the rest keep jsonschema's message."""
+    # Both are set on every error that iter_errors yields (Unset only on hand-made ones).
+    want: Any = error.validator_value
+    value: Any = error.instance
+    keyword = error.validator
+    if keyword == "type":
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number"
+        wanted = [want] if isinstance(want, str) else list(want)
+        return f"expected {' or '.join(map(str, wanted))}, got {_json_type(value)}"
+    if keyword == "required":
+        missing = [json.dumps(key) for key in want if key not in value]
+        return f"missing required propert{'y' if len(missing) == 1 else 'ies'} {', '.join(missing)}"
+    if keyword == "additionalProperties" and want is False and isinstance(error.schema, Mapping):
+        known, patterns = error.schema.get("properties", {}), error.schema.get("patternProperties", {})
+        extra = [
+            json.dumps(key)
+            for key in value
+            if key not in known and not any(re.search(p, key) for p in patterns)
+        ]
+        return f"unexpected propert{'y' if len(extra) == 1 else 'ies'} {', '.join(extra)}"
+    if keyword == "enum":
+        shown = ", ".join(_show(o) for o in want[:8]) + (", ..." if len(want) > 8 else "")
+        return f"{_show(value)} is not one of {shown}"
+    if keyword == "const":
+        return f"{_show(value)} is not {_show(want)}"
+    if keyword in _BOUNDS:
+        return f"{_show(value)} is {_BOUNDS[str(keyword)]} {_show(want)}"
+    if keyword == "minLength":
+        return f"{_show(value)} is shorter than {want} characters"
+    if keyword == "maxLength":
+        return f"a string of {len(value)} characters is longer than {want}"
+    if keyword == "pattern":
+        return f"{_show(value)} does not match the pattern {want!r}"
+    if keyword == "format":
+        return f"{_show(value)} is not a valid {want}"
+    if keyword == "minItems":
+        return f"expected at least {want} items, got {len(value)}"
+    if keyword == "maxItems":
+        return f"expected at most {want} items, got {len(value)}"
+    if keyword == "items" and want is False and isinstance(error.schema, Mapping):
+        return f"expected at most {len(error.schema.get('prefixItems', ()))} items, got {len(value)}"
+    return error.message
 
 
-def _resolve(ref: str, root: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    if not ref.startswith("#"):
-        return None
-    node: Any = root
-    for part in [p for p in ref[1:].split("/") if p]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node if isinstance(node, Mapping) else None
-
-
-def _errors(value: object, schema: object, path: str, root: Mapping[str, Any], depth: int) -> Iterator[str]:
-    if schema is True or schema is None:
-        return
-    if schema is False:
-        yield f"{path}: no value is allowed here"
-        return
-    if not isinstance(schema, Mapping):
-        return
-    if depth > _MAX_DEPTH:
-        yield f"{path}: the schema nests too deeply (a $ref loop?)"
-        return
-    if "$ref" in schema:
-        target = _resolve(str(schema["$ref"]), root)
-        if target is None:
-            yield f"{path}: the schema's $ref {schema['$ref']!r} cannot be resolved"
-            return
-        yield from _errors(value, target, path, root, depth + 1)
-    types_ = schema.get("type")
-    if types_ is not None:
-        wanted = [types_] if isinstance(types_, str) else list(types_)
-        if not any(_is_type(value, str(t)) for t in wanted):
-            yield f"{path}: expected {' or '.join(map(str, wanted))}, got {_json_type(value)}"
-            return
-    if "const" in schema and value != schema["const"]:
-        yield f"{path}: {_show(value)} is not {_show(schema['const'])}"
-    if "enum" in schema:
-        options = list(schema["enum"])
-        if not any(_same(value, option) for option in options):
-            shown = ", ".join(_show(o) for o in options[:8]) + (", ..." if len(options) > 8 else "")
-            yield f"{path}: {_show(value)} is not one of {shown}"
-    yield from _number_errors(value, schema, path)
-    if isinstance(value, str):
-        yield from _string_errors(value, schema, path)
+def _json_type(value: object) -> str:
+    for kind, name in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string")):
+        if isinstance(value, kind):
+            return name
+    if value is None:
+        return "null"
     if isinstance(value, list):
-        yield from _array_errors(value, schema, path, root, depth)
-    if isinstance(value, dict):
-        yield from _object_errors(value, schema, path, root, depth)
-    for sub in schema.get("allOf") or ():
-        yield from _errors(value, sub, path, root, depth + 1)
-    for keyword, want_one in (("anyOf", False), ("oneOf", True)):
-        forms = schema.get(keyword)
-        if not forms:
-            continue
-        reasons = [next(_errors(value, sub, path, root, depth + 1), None) for sub in forms]
-        matched = sum(r is None for r in reasons)
-        if matched == 0:
-            # The telling reason is from a form of the right type, not "expected null, got object".
-            telling = [r for r in reasons if r is not None and ": expected " not in r] or reasons
-            detail = str(telling[0]).removeprefix(f"{path}: ")
-            yield f"{path}: matches none of the {len(forms)} allowed forms ({detail})"
-        elif want_one and matched > 1:
-            yield f"{path}: matches {matched} of the forms where exactly one must match"
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
-def _same(a: object, b: object) -> bool:
-    # True == 1 in Python but not in JSON.
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
-
-
-def _number_errors(value: object, schema: Mapping[str, Any], path: str) -> Iterator[str]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if isinstance(value, float) and not math.isfinite(value):
-        yield f"{path}: {value} is not a finite number"
-        return
-    checks = (
-        ("minimum", operator.ge, "below the minimum"),
-        ("maximum", operator.le, "above the maximum"),
-        ("exclusiveMinimum", operator.gt, "not above the exclusive minimum"),
-        ("exclusiveMaximum", operator.lt, "not below the exclusive maximum"),
-    )
-    for keyword, ok, words in checks:
-        bound = schema.get(keyword)
-        if isinstance(bound, (int, float)) and not isinstance(bound, bool) and not ok(value, bound):
-            yield f"{path}: {_show(value)} is {words} {_show(bound)}"
-
-
-def _string_errors(value: str, schema: Mapping[str, Any], path: str) -> Iterator[str]:
-    low, high = schema.get("minLength"), schema.get("maxLength")
-    if isinstance(low, int) and len(value) < low:
-        yield f"{path}: {_show(value)} is shorter than {low} characters"
-    if isinstance(high, int) and len(value) > high:
-        yield f"{path}: a string of {len(value)} characters is longer than {high}"
-    pattern = schema.get("pattern")
-    if isinstance(pattern, str):
-        try:
-            found = re.search(pattern, value) is not None
-        except re.error:
-            return  # a pattern Python cannot read is not the answer's fault
-        if not found:
-            yield f"{path}: {_show(value)} does not match the pattern {pattern!r}"
-
-
-def _array_errors(
-    value: list[Any], schema: Mapping[str, Any], path: str, root: Mapping[str, Any], depth: int
-) -> Iterator[str]:
-    low, high = schema.get("minItems"), schema.get("maxItems")
-    if isinstance(low, int) and len(value) < low:
-        yield f"{path}: expected at least {low} items, got {len(value)}"
-    if isinstance(high, int) and len(value) > high:
-        yield f"{path}: expected at most {high} items, got {len(value)}"
-    prefix = schema.get("prefixItems")
-    items = schema.get("items")
-    if isinstance(items, list):  # the older tuple form of "items"
-        prefix, items = items, schema.get("additionalItems", True)
-    prefix = prefix if isinstance(prefix, list) else []
-    for index, item in enumerate(value):
-        sub = prefix[index] if index < len(prefix) else items
-        if sub is False and index >= len(prefix):
-            yield f"{path}: expected at most {len(prefix)} items, got {len(value)}"
-            return
-        yield from _errors(item, sub, _child(path, index), root, depth + 1)
-
-
-def _object_errors(
-    value: dict[str, Any], schema: Mapping[str, Any], path: str, root: Mapping[str, Any], depth: int
-) -> Iterator[str]:
-    properties = schema.get("properties")
-    properties = properties if isinstance(properties, Mapping) else {}
-    for key in schema.get("required") or ():
-        if key not in value:
-            yield f"{path}: missing required property {json.dumps(key)}"
-    extra = schema.get("additionalProperties", True)
-    for key, item in value.items():
-        if key in properties:
-            yield from _errors(item, properties[key], _child(path, key), root, depth + 1)
-        elif extra is False:
-            yield f"{path}: unexpected property {json.dumps(key)}"
-        else:
-            yield from _errors(item, extra, _child(path, key), root, depth + 1)
+def _show(value: object) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- finding JSON in an answer --------------------------------------------------------------------
@@ -544,7 +528,10 @@ def parse_structured(
         data = extract_json(text)
     except ValueError as exc:
         return None, f"{exc}{cut}"
-    problem = validate(data, spec)
+    try:
+        problem = _check(data, spec)
+    except _SchemaProblem as exc:
+        return None, str(exc)  # not the answer's fault, so not worded as if it were
     if problem is not None:
         return None, f"the answer does not match the schema: {problem}{cut}"
     if spec.target is None:

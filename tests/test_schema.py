@@ -252,6 +252,16 @@ _DEFS_SCHEMA: dict[str, Any] = {
     "properties": {"item": {"$ref": "#/$defs/Item"}},
     "$defs": {"Item": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}},
 }
+# A recursive $ref, in the older "definitions" spelling: the path goes as deep as the answer does.
+_TREE_SCHEMA: dict[str, Any] = {
+    "$ref": "#/definitions/Node",
+    "definitions": {
+        "Node": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "kids": {"items": {"$ref": "#/definitions/Node"}}},
+        }
+    },
+}
 
 
 @pytest.mark.parametrize(
@@ -287,11 +297,22 @@ _DEFS_SCHEMA: dict[str, Any] = {
             9,
             "$: matches none of the 2 allowed forms (9 is above the maximum 3)",
         ),
-        ({"oneOf": [{"type": "integer"}, {"type": "number"}]}, 1, "$: matches 2 of the forms"),
+        (
+            {"oneOf": [{"type": "integer"}, {"type": "number"}]},
+            1,
+            "$: matches more than one of the 2 forms where exactly one must match",
+        ),
         ({"allOf": [{"minimum": 2}]}, 1, "$: 1 is below the minimum 2"),
         (_DEFS_SCHEMA, {"item": {"n": "1"}}, "$.item.n: expected integer, got string"),
-        ({"$ref": "#/$defs/Nope"}, 1, "$: the schema's $ref '#/$defs/Nope' cannot be resolved"),
+        (_TREE_SCHEMA, {"name": "a", "kids": [{"name": 1}]}, "$.kids[0].name: expected string, got integer"),
+        (
+            {"type": "object", "required": ["a", "b"], "additionalProperties": False},
+            {"c": 1, "d": 2},
+            '$: missing required properties "a", "b"; $: unexpected properties "c", "d"',
+        ),
         ({"type": "number"}, float("inf"), "$: inf is not a finite number"),
+        ({"format": "date"}, "2024-13-45", '$: "2024-13-45" is not a valid date'),
+        ({"format": "ipv4"}, "1.2.3", '$: "1.2.3" is not a valid ipv4'),
     ],
 )
 def test_validator_says_where_and_what(schema: dict[str, Any], value: object, reason: str) -> None:
@@ -309,6 +330,8 @@ def test_validator_says_where_and_what(schema: dict[str, Any], value: object, re
         (_DEFS_SCHEMA, {"item": {"n": 1}}),
         ({"minimum": 0, "format": "whatever", "x-unknown": 1}, 1),  # unknown keywords are not checked
         (DETECT_SCHEMA, {"objects": [{"label": "cup", "box": [0, 10, 1000, 20]}]}),
+        (_TREE_SCHEMA, {"name": "a", "kids": [{"name": "b", "kids": []}]}),
+        ({"format": "date", "pattern": "^2"}, "2024-02-29"),
     ],
 )
 def test_validator_accepts(schema: dict[str, Any], value: object) -> None:
@@ -318,6 +341,39 @@ def test_validator_accepts(schema: dict[str, Any], value: object) -> None:
 def test_at_most_three_problems_are_listed() -> None:
     problem = validate([1, 2, 3, 4, 5], {"items": {"type": "string"}})
     assert problem is not None and problem.count(";") == 2
+    # In the answer's order, not the schema's (whose keys Schema.text sorts).
+    problem = validate({"c": "x", "b": "y", "a": "z"}, {"additionalProperties": {"type": "integer"}})
+    assert problem == (
+        "$.c: expected integer, got string; $.b: expected integer, got string; "
+        "$.a: expected integer, got string"
+    )
+
+
+@pytest.mark.parametrize(
+    ("schema", "reason"),
+    [
+        ({"type": "strin"}, "the schema is invalid at type: "),
+        ({"properties": {"a": {"minimum": "0"}}}, "the schema is invalid at properties.a.minimum: "),
+        ({"pattern": "("}, "the schema is invalid at pattern: "),
+        ({"$ref": "#/$defs/Nope"}, "the schema is invalid: its $ref '/$defs/Nope' cannot be resolved"),
+        ({"$defs": {"A": {"$ref": "#/$defs/A"}}, "$ref": "#/$defs/A"}, "the schema is invalid: it nests"),
+    ],
+)
+def test_an_invalid_schema_is_reported_not_raised(schema: dict[str, Any], reason: str) -> None:
+    problem = validate(1, schema)
+    assert problem is not None and problem.startswith(reason), problem
+    # parse_structured says so too, without blaming the answer.
+    assert parse_structured("1", schema) == (None, problem)
+
+
+def test_compiled_validators_are_reused() -> None:
+    from rtvlm_widget._schema import _compile
+
+    schema = to_schema({"type": "object", "properties": {"n": {"minimum": 0}}}, name="reuse")
+    before = _compile.cache_info().hits
+    for n in range(5):
+        assert validate({"n": n}, schema) is None
+    assert _compile.cache_info().hits >= before + 4
 
 
 # -- finding JSON in an answer ------------------------------------------------------------------------
