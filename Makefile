@@ -19,10 +19,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Debian packages: Chromium for the browser tests, a C++ toolchain to build llama-server.
+# Debian packages: Chromium for the browser tests, a C++ toolchain to build llama-server, Node and
+# npm for the JS checks in `make lint`.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v cmake >/dev/null || missing="$$missing cmake"; \
 	command -v ninja >/dev/null || missing="$$missing ninja-build"; \
 	command -v c++ >/dev/null || missing="$$missing g++"; \
@@ -39,10 +42,21 @@ llama-server: $(STAMP) system-deps
 run: $(STAMP) system-deps
 	$(PY) -m tests.servers.demo
 
-lint: $(STAMP)
+# The JS dev tools (TypeScript's checker, ESLint), as js/package-lock.json pins them: installed
+# again only when the lock file is newer than what npm last installed. ESLint 9, not 10: it still
+# runs on Debian 12's own Node 18. Users get the plain ES modules and need none of this.
+JS_TOOLS := js/node_modules/.package-lock.json
+
+$(JS_TOOLS): js/package-lock.json | system-deps
+	cd js && npm ci --no-audit --no-fund --silent
+	touch $@
+
+# The JS is type-checked from its JSDoc (js/tsconfig.json: checkJs, strict, noEmit) and linted.
+lint: $(STAMP) $(JS_TOOLS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd js && node_modules/.bin/tsc -p . && node_modules/.bin/eslint .
 
 pytest: $(STAMP) llama-server
 	$(PY) -m pytest

@@ -8,6 +8,7 @@
  * @typedef {{ time: string, model: string, latency_ms: number | null, status: string,
  *             tokens: string, text: string }} Row
  * @typedef {{ kind: "rows", rows: Row[], reset?: boolean }} RowsMessage
+ * @typedef {{ max_rows: number, autoscroll: boolean }} LogTraits LogView's, in rtvlm_widget/_logview.py
  */
 
 const CSS = `
@@ -55,7 +56,7 @@ async function copyText(text) {
 }
 
 /**
- * @param {{ model: import("./widget.js").Model, el: HTMLElement }} ctx
+ * @param {{ model: import("./widget.js").Model<LogTraits>, el: HTMLElement }} ctx
  * @returns {() => void}
  */
 function render({ model, el }) {
@@ -180,4 +181,6 @@ function render({ model, el }) {
   };
 }
 
+// anywidget takes the default export; `cells` is for the unit tests (tests/browser/test_js_units.py).
 export default { render };
+export { cells };

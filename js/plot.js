@@ -4,7 +4,9 @@
 // Data comes in a synced trait of a few dozen numbers; drawing follows the JupyterLab theme.
 
 /**
- * @typedef {{ get(name: string): any, on(e: string, f: () => void): void, off(e: string, f: () => void): void }} Model
+ * One answer: total ms, time to first token (ms, if streamed), the model's own time (ms, if reported).
+ * @typedef {[number, number | null, (number | null)?]} Sample
+ * @typedef {{ samples: Sample[], p50_ms: number, p95_ms: number }} PlotTraits LatencyPlot's, in rtvlm_widget/_plot.py
  */
 
 const CSS = `
@@ -18,7 +20,7 @@ function themeColor(name, fallback) {
   return getComputedStyle(document.body).getPropertyValue(name).trim() || fallback;
 }
 
-/** @param {{ model: Model, el: HTMLElement }} ctx */
+/** @param {{ model: import("./widget.js").Model<PlotTraits>, el: HTMLElement }} ctx */
 function render({ model, el }) {
   const style = document.createElement("style");
   style.textContent = CSS;
@@ -33,7 +35,6 @@ function render({ model, el }) {
   el.append(style, root);
 
   function draw() {
-    /** @type {[number, number | null, (number | null)?][]} */
     const samples = model.get("samples") || [];
     const p50 = model.get("p50_ms");
     const p95 = model.get("p95_ms");

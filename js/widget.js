@@ -22,17 +22,38 @@
 /** @typedef {{ kind: "reasoning", seq: number, text: string, final: boolean }} ShowReasoning */
 /** @typedef {{ kind: "preview", width: number, height: number }} Preview */
 /** @typedef {CaptureRequest | ShowAnswer | ShowReasoning | Preview} KernelMessage */
+/** @typedef {ArrayBuffer | DataView<ArrayBuffer>} CommBuffer a binary buffer as ipywidgets hands it over */
 
 /**
- * The parts of anywidget's model this view uses.
- * @typedef {{
- *   get(name: string): any,
- *   set(name: string, value: any): void,
- *   save_changes(): void,
- *   send(content: object, callbacks?: object, buffers?: ArrayBuffer[]): void,
- *   on(event: string, handler: (...args: any[]) => void): void,
- *   off(event: string, handler?: (...args: any[]) => void): void,
- * }} Model
+ * The parts of anywidget's model the views use (log.js and plot.js too), typed by the widget's
+ * synced traits T. Event handlers stay loose: Backbone passes each event its own arguments.
+ * @template {object} T
+ * @typedef {object} Model
+ * @property {<K extends keyof T>(name: K) => T[K]} get
+ * @property {<K extends keyof T>(name: K, value: T[K]) => void} set
+ * @property {() => void} save_changes
+ * @property {(content: object, callbacks?: object, buffers?: ArrayBuffer[]) => void} send
+ * @property {(event: string, handler: (...args: any[]) => void) => void} on
+ * @property {(event: string, handler?: (...args: any[]) => void) => void} off
+ */
+
+/**
+ * The camera view's synced traits: CameraView in rtvlm_widget/_widget.py.
+ * @typedef {object} CameraTraits
+ * @property {string} camera_state
+ * @property {string} camera_message
+ * @property {number} video_width
+ * @property {number} video_height
+ * @property {{ id: string, label: string }[]} devices
+ * @property {string} device_id "" for the default camera
+ * @property {string} resolution a RESOLUTIONS key or "auto"
+ * @property {number} jpeg_quality 0..1
+ * @property {boolean} mirror
+ * @property {boolean} overlay
+ * @property {boolean} shapes_visible
+ * @property {string} source "camera", or what the kernel reads frames from
+ * @property {boolean} live
+ * @property {number} send_edge longest edge of a Send once frame (0: as it is)
  */
 
 /** Requested sizes per resolution choice ("auto": whatever the camera gives by default). */
@@ -157,6 +178,19 @@ function encodeJpeg(canvas, quality) {
 }
 
 /**
+ * The size a width×height frame is sent at: its longest edge at most maxEdge (0: as it is), never
+ * enlarged. Twin: scaled_size in rtvlm_widget/_sendsize.py.
+ * @param {number} width
+ * @param {number} height
+ * @param {number} maxEdge
+ * @returns {[number, number]}
+ */
+function scaledSize(width, height, maxEdge) {
+  const scale = maxEdge > 0 ? Math.min(1, maxEdge / Math.max(width, height)) : 1;
+  return [Math.max(1, Math.round(width * scale)), Math.max(1, Math.round(height * scale))];
+}
+
+/**
  * Grab the current video frame, downscaled so its longest edge is at most maxEdge (0: as is).
  * Drawn from the video element itself, so a mirrored preview still sends unmirrored frames.
  * @param {HTMLVideoElement} video
@@ -169,9 +203,7 @@ async function grabJpeg(video, canvas, maxEdge, quality) {
   const vw = video.videoWidth;
   const vh = video.videoHeight;
   if (!vw || !vh) throw new Error("the camera has not delivered a frame yet");
-  const scale = maxEdge > 0 ? Math.min(1, maxEdge / Math.max(vw, vh)) : 1;
-  const width = Math.max(1, Math.round(vw * scale));
-  const height = Math.max(1, Math.round(vh * scale));
+  const [width, height] = scaledSize(vw, vh, maxEdge);
   if (canvas.width !== width) canvas.width = width;
   if (canvas.height !== height) canvas.height = height;
   const ctx = /** @type {CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D} */ (canvas.getContext("2d"));
@@ -253,6 +285,44 @@ function drawableShapes(shapes) {
   );
 }
 
+/** @param {number} v @param {number} lo @param {number} hi */
+function clamp(v, lo, hi) {
+  return Math.min(hi, Math.max(lo, v));
+}
+
+/**
+ * A box's edges in canvas pixels: its fractions scaled to the canvas, x flipped when mirrored,
+ * corners in either order, and inset so a box along the picture's edge keeps all four sides visible.
+ * @param {BoxShape} box
+ * @param {number} width the canvas's size
+ * @param {number} height
+ * @param {boolean} mirror
+ * @param {number} inset half the line's width
+ * @returns {{ left: number, top: number, right: number, bottom: number }}
+ */
+function boxRect(box, width, height, mirror, inset) {
+  const xa = (mirror ? 1 - box.x1 : box.x1) * width;
+  const xb = (mirror ? 1 - box.x2 : box.x2) * width;
+  return {
+    left: clamp(Math.min(xa, xb), inset, width - inset),
+    right: clamp(Math.max(xa, xb), inset, width - inset),
+    top: clamp(Math.min(box.y1, box.y2) * height, inset, height - inset),
+    bottom: clamp(Math.max(box.y1, box.y2) * height, inset, height - inset),
+  };
+}
+
+/**
+ * A point's position in canvas pixels, x flipped when mirrored.
+ * @param {PointShape} point
+ * @param {number} width the canvas's size
+ * @param {number} height
+ * @param {boolean} mirror
+ * @returns {[number, number]}
+ */
+function pointAt(point, width, height, mirror) {
+  return [(mirror ? 1 - point.x : point.x) * width, point.y * height];
+}
+
 /**
  * Draw boxes and points on a canvas covering exactly the picture; x flipped for a mirrored preview
  * (the canvas itself is not mirrored, so labels stay readable). Labels are drawn as canvas text.
@@ -271,10 +341,6 @@ function paintShapes(canvas, shapes, mirror, scale) {
   const fontSize = Math.round(12 * scale);
   const pad = Math.round(3 * scale);
   const tagHeight = fontSize + 2 * pad;
-  /** @param {number} v @param {number} lo @param {number} hi */
-  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-  /** @param {number} x */
-  const toX = (x) => (mirror ? 1 - x : x) * width;
   ctx.font = `${fontSize}px var(--jp-ui-font-family, sans-serif)`;
   ctx.textBaseline = "middle";
   /** @type {(() => void)[]} */
@@ -299,13 +365,7 @@ function paintShapes(canvas, shapes, mirror, scale) {
     const label = String(shape.label ?? "");
     const [color, ink] = labelColor(label);
     if (shape.kind === "box") {
-      const xa = toX(shape.x1);
-      const xb = toX(shape.x2);
-      // Inset by half the line: a box along the picture's edge keeps all four sides visible.
-      const left = clamp(Math.min(xa, xb), half, width - half);
-      const right = clamp(Math.max(xa, xb), half, width - half);
-      const top = clamp(Math.min(shape.y1, shape.y2) * height, half, height - half);
-      const bottom = clamp(Math.max(shape.y1, shape.y2) * height, half, height - half);
+      const { left, top, right, bottom } = boxRect(shape, width, height, mirror, half);
       // A faint dark rim under the line keeps a box visible on a picture of its own colour.
       ctx.strokeStyle = "rgba(0, 0, 0, 0.5)";
       ctx.lineWidth = line + 2 * Math.max(1, Math.round(scale));
@@ -316,8 +376,7 @@ function paintShapes(canvas, shapes, mirror, scale) {
       // The tag sits on the box's top edge, outside it when there is room above.
       if (label) tag(label, left - half, top - half >= tagHeight ? top - half - tagHeight : top + half);
     } else {
-      const x = toX(shape.x);
-      const y = shape.y * height;
+      const [x, y] = pointAt(shape, width, height, mirror);
       const radius = Math.max(3, Math.round(4 * scale));
       ctx.beginPath();
       ctx.arc(x, y, radius, 0, 2 * Math.PI);
@@ -352,6 +411,16 @@ function icon(name) {
   return i;
 }
 
+/**
+ * The reasoning box's title: how far the model's thinking has got, or how long it was.
+ * @param {string} text the reasoning so far
+ * @param {boolean} final
+ */
+function reasoningSummary(text, final) {
+  const words = text.split(/\s+/).filter(Boolean).length;
+  return final ? `Reasoning (${words} words)` : `Thinking… (${words} words)`;
+}
+
 /** @param {EventTarget | null} target */
 function isTyping(target) {
   if (!(target instanceof HTMLElement)) return false;
@@ -359,10 +428,12 @@ function isTyping(target) {
 }
 
 /**
- * @param {{ model: Model, el: HTMLElement }} ctx
- * @returns {() => void} cleanup
+ * The elements of one camera view, built inside `el`: the picture (video, or the kernel's frames
+ * on a canvas) with the shapes canvas, badge, note and overlay over it, the run buttons and the
+ * answer box with the reasoning under it.
+ * @param {HTMLElement} el
  */
-function render({ model, el }) {
+function buildView(el) {
   const style = document.createElement("style");
   style.textContent = CSS;
   const root = document.createElement("div");
@@ -415,28 +486,53 @@ function render({ model, el }) {
   reasoning.append(reasoningTitle, reasoningText);
   answerWrap.append(reasoning);
   el.append(style, root, runbar, answerWrap);
-  const canvas = frameCanvas();
+  return { root, video, preview, shapesCanvas, badge, note, overlay, runButton, sendButton, answerBox,
+    reasoning, reasoningTitle, reasoningText };
+}
 
+/** @typedef {ReturnType<typeof buildView>} View */
+
+/**
+ * What the parts of one view share.
+ * @typedef {object} Shared
+ * @property {Model<CameraTraits>} model
+ * @property {View} view
+ * @property {(content: Record<string, unknown>, buffers?: ArrayBuffer[]) => void} send to the
+ *   kernel, unless the view or the kernel is gone
+ * @property {() => boolean} kernelSource true when frames come from the kernel (a file, a stream…),
+ *   not from this browser's camera
+ * @property {() => boolean} disposed true once the view's cleanup has begun
+ */
+
+/**
+ * Add model listeners; the returned function removes exactly those.
+ * @template {object} T
+ * @param {Model<T>} model
+ * @param {[string, (...args: any[]) => void][]} listeners
+ * @returns {() => void}
+ */
+function listen(model, listeners) {
+  for (const [event, handler] of listeners) model.on(event, handler);
+  return () => {
+    for (const [event, handler] of listeners) model.off(event, handler);
+  };
+}
+
+/**
+ * Camera: open the browser's camera as the device_id and resolution traits say, keep the device
+ * list and the camera state in the model, stop the tracks when done; or stand aside (camera
+ * closed, preview canvas shown) while the `source` trait says the kernel sends the frames.
+ * @param {Shared} shared
+ * @param {() => void} redraw lays the shapes over the picture again
+ * @param {() => void} showKernelBadge
+ */
+function cameraPart({ model, view, kernelSource, disposed }, redraw, showKernelBadge) {
+  const { video, preview, badge, note } = view;
   /** @type {MediaStream | null} */
   let stream = null;
-  let disposed = false;
-
-  /**
-   * Send to the kernel unless it is gone: after a kernel restart or shutdown the comm is dead and
-   * ipywidgets throws ("Cannot send"); a late reply or note then has nobody to tell.
-   * @param {Record<string, unknown>} content
-   * @param {ArrayBuffer[]} [buffers]
-   */
-  function send(content, buffers) {
-    if (disposed) return;
-    try {
-      model.send(content, undefined, buffers ?? []);
-    } catch {
-      // the kernel is gone: nothing to do
-    }
-  }
   let generation = 0; // bumps on every (re)start, so a slow old start cannot win
-  let lastShownNote = -Infinity;
+  /** @type {Promise<void>} */
+  let ready = Promise.resolve();
 
   /** @param {string} state @param {string} message */
   function setState(state, message = "") {
@@ -472,7 +568,7 @@ function render({ model, el }) {
     note.textContent = "";
     try {
       const opened = await openCamera(model.get("device_id") || "", model.get("resolution") || "auto");
-      if (disposed || mine !== generation) {
+      if (disposed() || mine !== generation) {
         opened.stream.getTracks().forEach((t) => t.stop());
         return;
       }
@@ -491,19 +587,10 @@ function render({ model, el }) {
       setState("live", opened.note);
       await listDevices(); // labels are only readable once permission is granted
     } catch (error) {
-      if (!disposed && mine === generation) setState(...describeCameraError(error));
+      if (!disposed() && mine === generation) setState(...describeCameraError(error));
       throw error;
     }
   }
-
-  /** True when frames come from the kernel (a file, stream, …), not from this browser's camera. */
-  function kernelSource() {
-    const source = model.get("source");
-    return Boolean(source) && source !== "camera";
-  }
-
-  /** @type {Promise<void>} */
-  let ready = Promise.resolve();
 
   function restart() {
     if (kernelSource()) return; // device and resolution belong to the camera
@@ -511,14 +598,69 @@ function render({ model, el }) {
     ready.catch(() => {}); // the state badge already says what went wrong
   }
 
-  // -- kernel-side source: draw the JPEG frames the kernel sends --------------------------------
-  /** @type {DataView | ArrayBuffer | null} */
-  let pendingPreview = null; // the newest frame not drawn yet; older ones are dropped
+  /** Camera or kernel frames, as the `source` trait says (the kernel sets it at creation). */
+  function applySource() {
+    const kernel = kernelSource();
+    video.hidden = kernel;
+    preview.hidden = !kernel;
+    redraw();
+    if (!kernel) {
+      restart();
+      return;
+    }
+    generation++; // a camera start under way gives up
+    stopStream();
+    video.srcObject = null;
+    note.textContent = "";
+    showKernelBadge();
+  }
+
+  const onDeviceChange = () => void listDevices().catch(() => {});
+  const unlisten = listen(model, [
+    ["change:device_id", restart],
+    ["change:resolution", restart],
+    ["change:source", applySource],
+  ]);
+  navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
+  applySource();
+
+  return {
+    /** Wait for the newest camera start: a restart may begin while we wait. Throws if it failed. */
+    async settled() {
+      for (let current = ready; ; current = ready) {
+        await current;
+        if (current === ready) break;
+      }
+    },
+    /** Whether the camera delivers video now: an ended track leaves its last picture in the video. */
+    delivering() {
+      return stream?.getVideoTracks()[0]?.readyState === "live";
+    },
+    cleanup() {
+      generation++; // a start under way stops the tracks it gets
+      unlisten();
+      navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
+      stopStream();
+      video.srcObject = null;
+    },
+  };
+}
+
+/**
+ * Kernel frames: with a kernel-side source, draw the JPEG frames the kernel sends where the video
+ * would be (the newest wins; older ones not drawn yet are dropped) and name the source on the badge.
+ * @param {Shared} shared
+ * @param {() => void} redraw lays the shapes over the picture again
+ */
+function kernelFramesPart({ model, view, kernelSource, disposed }, redraw) {
+  const { preview, badge } = view;
+  /** @type {CommBuffer | null} */
+  let pending = null;
   let drawing = false;
   let drawnOnce = false;
 
   /** The kernel sets camera_state for its source too: "ended" (a file without loop) or "error". */
-  function showKernelBadge() {
+  function showBadge() {
     if (!kernelSource()) return;
     const state = model.get("camera_state");
     const trouble = state === "ended" || state === "error";
@@ -527,12 +669,12 @@ function render({ model, el }) {
     badge.textContent = `kernel source: ${model.get("source")}${size}${trouble ? ` (${state})` : ""}`;
   }
 
-  async function drawPreviews() {
+  async function drawPending() {
     drawing = true;
     try {
-      while (pendingPreview && !disposed) {
-        const blob = new Blob([pendingPreview], { type: "image/jpeg" });
-        pendingPreview = null;
+      while (pending && !disposed()) {
+        const blob = new Blob([pending], { type: "image/jpeg" });
+        pending = null;
         /** @type {ImageBitmap} */
         let bitmap;
         try {
@@ -540,7 +682,7 @@ function render({ model, el }) {
         } catch {
           continue; // a frame that does not decode: keep showing the last good one
         }
-        if (disposed || !kernelSource()) {
+        if (disposed() || !kernelSource()) {
           bitmap.close();
           break;
         }
@@ -548,31 +690,121 @@ function render({ model, el }) {
         if (preview.width !== bitmap.width) preview.width = bitmap.width;
         if (preview.height !== bitmap.height) preview.height = bitmap.height;
         /** @type {CanvasRenderingContext2D} */ (preview.getContext("2d")).drawImage(bitmap, 0, 0);
-        if (resized) drawShapes(); // another aspect ratio moves the letterbox
+        if (resized) redraw(); // another aspect ratio moves the letterbox
         bitmap.close();
         drawnOnce = true;
-        showKernelBadge();
+        showBadge();
       }
     } finally {
       drawing = false;
     }
   }
 
-  /** @param {DataView | ArrayBuffer | undefined} buffer */
-  function onPreview(buffer) {
-    if (!buffer || !kernelSource()) return;
-    pendingPreview = buffer;
-    if (!drawing) void drawPreviews();
+  const unlisten = listen(model, [["change:camera_state", showBadge]]);
+
+  return {
+    showBadge,
+    /** @param {CommBuffer | undefined} buffer the frame's JPEG */
+    show(buffer) {
+      if (!buffer || !kernelSource()) return;
+      pending = buffer;
+      if (!drawing) void drawPending();
+    },
+    cleanup() {
+      unlisten();
+      pending = null;
+      preview.width = preview.height = 0; // frees the canvas's pixels now, not at collection
+    },
+  };
+}
+
+/**
+ * Capture: grab the current camera frame and encode it as JPEG, to answer the kernel's capture
+ * requests and to send with a click on "Send once" (an ask).
+ * @param {Shared} shared
+ * @param {{ settled(): Promise<void>, delivering(): boolean }} camera
+ */
+function capturePart({ model, view, send, kernelSource }, camera) {
+  const canvas = frameCanvas();
+  let asks = 0;
+
+  /**
+   * A fresh camera frame as JPEG: the message fields and the bytes. Throws when there is none.
+   * @param {number} maxEdge
+   * @returns {Promise<[Record<string, unknown>, ArrayBuffer]>}
+   */
+  async function takeFrame(maxEdge) {
+    if (kernelSource()) throw new Error(`frames come from the kernel (${model.get("source")}), not this camera`);
+    await camera.settled();
+    // An ended track leaves its last picture in the <video>: never send that as a fresh frame.
+    if (!camera.delivering()) throw new Error("the camera is not delivering video");
+    const frame = await grabJpeg(view.video, canvas, maxEdge, model.get("jpeg_quality"));
+    const fields = {
+      width: frame.width,
+      height: frame.height,
+      mime: "image/jpeg",
+      captured_at_ms: frame.capturedAt,
+      draw_ms: frame.drawMs,
+      encode_ms: frame.encodeMs,
+    };
+    return [fields, frame.bytes];
   }
 
-  // -- boxes and points over the picture --------------------------------------------------------
+  /** @param {unknown} error */
+  function cameraProblem(error) {
+    return model.get("camera_message") || (error instanceof Error ? error.message : String(error));
+  }
+
+  /** Send once: the frame leaves with the click (a kernel source: the kernel takes its own). */
+  async function sendOnce() {
+    const seq = ++asks;
+    if (kernelSource()) {
+      send({ kind: "ask", seq });
+      return;
+    }
+    try {
+      const [fields, bytes] = await takeFrame(Number(model.get("send_edge")) || 0);
+      send({ kind: "ask", seq, ...fields }, [bytes]);
+    } catch {
+      send({ kind: "ask", seq }); // no frame: the kernel asks for one, and reports why it failed
+    }
+  }
+
+  const onSendClick = () => void sendOnce();
+  view.sendButton.addEventListener("click", onSendClick);
+
+  return {
+    /** @param {CaptureRequest} msg */
+    async answer(msg) {
+      try {
+        const [fields, bytes] = await takeFrame(msg.max_edge ?? 0);
+        send({ kind: "frame", seq: msg.seq, ...fields }, [bytes]);
+      } catch (error) {
+        send({ kind: "error", seq: msg.seq, message: cameraProblem(error) });
+      }
+    },
+    cleanup() {
+      view.sendButton.removeEventListener("click", onSendClick);
+    },
+  };
+}
+
+/**
+ * Overlay: the answer's text over the picture and in the answer box, its boxes and points on a
+ * canvas laid exactly over the picture, and the reasoning box; and how the picture is shown
+ * (mirrored, overlay on or off).
+ * @param {Shared} shared
+ */
+function overlayPart({ model, view, send, kernelSource, disposed }) {
+  const { root, video, preview, shapesCanvas, overlay, answerBox } = view;
   /** @type {Shape[]} */
   let shapes = [];
   let shapesSeq = -1;
+  let lastShownNote = -Infinity;
 
   /** Lay the shapes canvas over the picture as shown now (letterbox included) and draw on it. */
   function drawShapes() {
-    if (disposed) return;
+    if (disposed()) return;
     const kernel = kernelSource();
     const shown = kernel ? preview : video;
     const rect =
@@ -600,10 +832,11 @@ function render({ model, el }) {
     paintShapes(shapesCanvas, shapes, Boolean(model.get("mirror")), scale);
   }
 
-  /** @param {number} seq @param {unknown} given the message's shapes (absent: none, clearing) */
-  function setShapes(seq, given) {
-    shapes = drawableShapes(given);
-    shapesSeq = seq;
+  function applyView() {
+    const mirror = Boolean(model.get("mirror"));
+    video.classList.toggle("rtvlm-mirrored", mirror);
+    preview.classList.toggle("rtvlm-mirrored", mirror);
+    overlay.hidden = !model.get("overlay");
     drawShapes();
   }
 
@@ -613,124 +846,27 @@ function render({ model, el }) {
   resizeObserver.observe(video);
   resizeObserver.observe(preview);
   video.addEventListener("resize", drawShapes);
-
-  /** Camera or kernel frames, as the `source` trait says (the kernel sets it at creation). */
-  function applySource() {
-    const kernel = kernelSource();
-    video.hidden = kernel;
-    preview.hidden = !kernel;
-    drawShapes();
-    if (!kernel) {
-      restart();
-      return;
-    }
-    generation++; // a camera start under way gives up
-    stopStream();
-    video.srcObject = null;
-    note.textContent = "";
-    showKernelBadge();
-  }
-  applySource();
-
-  function applyView() {
-    const mirror = Boolean(model.get("mirror"));
-    video.classList.toggle("rtvlm-mirrored", mirror);
-    preview.classList.toggle("rtvlm-mirrored", mirror);
-    overlay.hidden = !model.get("overlay");
-    drawShapes();
-  }
+  const unlisten = listen(model, [
+    ["change:mirror", applyView],
+    ["change:overlay", applyView],
+    ["change:shapes_visible", drawShapes],
+  ]);
   applyView();
 
-  /**
-   * A fresh camera frame as JPEG: the message fields and the bytes. Throws when there is none.
-   * @param {number} maxEdge
-   * @returns {Promise<[Record<string, unknown>, ArrayBuffer]>}
-   */
-  async function takeFrame(maxEdge) {
-    if (kernelSource()) throw new Error(`frames come from the kernel (${model.get("source")}), not this camera`);
-    // A restart (device or resolution change) may begin while we wait: wait for the newest.
-    for (let current = ready; ; current = ready) {
-      await current;
-      if (current === ready) break;
-    }
-    // An ended track leaves its last picture in the <video>: never send that as a fresh frame.
-    if (stream?.getVideoTracks()[0]?.readyState !== "live") {
-      throw new Error("the camera is not delivering video");
-    }
-    const frame = await grabJpeg(video, canvas, maxEdge, model.get("jpeg_quality"));
-    const fields = {
-      width: frame.width,
-      height: frame.height,
-      mime: "image/jpeg",
-      captured_at_ms: frame.capturedAt,
-      draw_ms: frame.drawMs,
-      encode_ms: frame.encodeMs,
-    };
-    return [fields, frame.bytes];
-  }
-
-  /** @param {unknown} error */
-  function cameraProblem(error) {
-    return model.get("camera_message") || (error instanceof Error ? error.message : String(error));
-  }
-
-  /** @param {CaptureRequest} msg */
-  async function answerCapture(msg) {
-    try {
-      const [fields, bytes] = await takeFrame(msg.max_edge ?? 0);
-      send({ kind: "frame", seq: msg.seq, ...fields }, [bytes]);
-    } catch (error) {
-      send({ kind: "error", seq: msg.seq, message: cameraProblem(error) });
-    }
-  }
-
-  let asks = 0;
-  /** Send once: the frame leaves with the click (a kernel source: the kernel takes its own). */
-  async function sendOnce() {
-    const seq = ++asks;
-    if (kernelSource()) {
-      send({ kind: "ask", seq });
-      return;
-    }
-    try {
-      const [fields, bytes] = await takeFrame(Number(model.get("send_edge")) || 0);
-      send({ kind: "ask", seq, ...fields }, [bytes]);
-    } catch {
-      send({ kind: "ask", seq }); // no frame: the kernel asks for one, and reports why it failed
-    }
-  }
-
-  function showLive() {
-    const live = Boolean(model.get("live"));
-    runButton.replaceChildren(icon(live ? "stop" : "play"), live ? "Stop" : "Start");
-    runButton.classList.toggle("mod-active", live);
-    runButton.setAttribute("aria-pressed", String(live));
-  }
-  showLive();
-  const onRunClick = () => send({ kind: "toggle_live" });
-  const onSendClick = () => void sendOnce();
-  runButton.addEventListener("click", onRunClick);
-  sendButton.addEventListener("click", onSendClick);
-
-  /** @param {KernelMessage} msg @param {(DataView | ArrayBuffer)[]} [buffers] */
-  function onMessage(msg, buffers) {
-    if (disposed || !msg || typeof msg !== "object") return;
-    if (msg.kind === "preview") {
-      onPreview(buffers?.[0]);
-    } else if (msg.kind === "capture") {
-      void answerCapture(msg);
-    } else if (msg.kind === "reasoning") {
-      const text = String(msg.text ?? "");
-      const words = text.split(/\s+/).filter(Boolean).length;
-      reasoning.hidden = !text;
-      reasoningTitle.textContent = msg.final ? `Reasoning (${words} words)` : `Thinking… (${words} words)`;
-      reasoningText.textContent = text; // model output is text, never HTML
-    } else if (msg.kind === "answer") {
+  return {
+    redraw: drawShapes,
+    /** @param {ShowAnswer} msg */
+    showAnswer(msg) {
       const text = String(msg.text ?? "");
       overlay.textContent = text; // model output is text, never HTML
       answerBox.value = text;
-      // Only whole answers carry shapes; a streamed part leaves the last answer's in place.
-      if (msg.final) setShapes(msg.seq, msg.shapes);
+      // Only whole answers carry shapes (absent: none, clearing); a streamed part leaves the last
+      // answer's in place.
+      if (msg.final) {
+        shapes = drawableShapes(msg.shapes);
+        shapesSeq = msg.seq;
+        drawShapes();
+      }
       // Tell the kernel when a whole answer is on screen (the "display" phase of its timing), for
       // at most two answers a second: each note costs the kernel a message round, which at 30
       // answers a second shows in the frame rate.
@@ -740,10 +876,42 @@ function render({ model, el }) {
           send({ kind: "shown", seq: msg.seq, shown_at_ms: performance.timeOrigin + performance.now() }),
         );
       }
-    }
+    },
+    /** @param {ShowReasoning} msg */
+    showReasoning(msg) {
+      const text = String(msg.text ?? "");
+      view.reasoning.hidden = !text;
+      view.reasoningTitle.textContent = reasoningSummary(text, Boolean(msg.final));
+      view.reasoningText.textContent = text; // model output is text, never HTML
+    },
+    cleanup() {
+      unlisten();
+      resizeObserver.disconnect();
+      video.removeEventListener("resize", drawShapes);
+      shapes = [];
+      shapesCanvas.width = shapesCanvas.height = 0;
+    },
+  };
+}
+
+/**
+ * Live mode's switch: the Start/Stop button shows the kernel's `live` trait; it and Space (while
+ * focus is in this panel, never while typing) ask the kernel to toggle it.
+ * @param {Shared} shared
+ * @param {HTMLElement} el the view's element, inside the panel
+ */
+function keysPart({ model, view, send }, el) {
+  const { runButton } = view;
+
+  function showLive() {
+    const live = Boolean(model.get("live"));
+    runButton.replaceChildren(icon(live ? "stop" : "play"), live ? "Stop" : "Start");
+    runButton.classList.toggle("mod-active", live);
+    runButton.setAttribute("aria-pressed", String(live));
   }
 
-  /** Space toggles live mode while focus is in this panel, but never while typing. */
+  const onRunClick = () => send({ kind: "toggle_live" });
+
   /** @param {KeyboardEvent} event */
   function onKey(event) {
     if (event.key !== " " || event.repeat || isTyping(event.target)) return;
@@ -754,41 +922,91 @@ function render({ model, el }) {
     send({ kind: "toggle_live" });
   }
 
-  const onDeviceChange = () => void listDevices().catch(() => {});
-  // Every model listener, so that teardown removes exactly what was added.
-  /** @type {[string, (...args: any[]) => void][]} */
-  const listeners = [
-    ["msg:custom", onMessage],
-    ["change:device_id", restart],
-    ["change:resolution", restart],
-    ["change:mirror", applyView],
-    ["change:overlay", applyView],
-    ["change:shapes_visible", drawShapes],
-    ["change:source", applySource],
-    ["change:camera_state", showKernelBadge],
-    ["change:live", showLive],
-  ];
-  for (const [event, handler] of listeners) model.on(event, handler);
+  showLive();
+  runButton.addEventListener("click", onRunClick);
   document.addEventListener("keydown", onKey, true);
-  navigator.mediaDevices?.addEventListener?.("devicechange", onDeviceChange);
+  const unlisten = listen(model, [["change:live", showLive]]);
 
-  return () => {
-    disposed = true;
-    generation++;
-    for (const [event, handler] of listeners) model.off(event, handler);
-    document.removeEventListener("keydown", onKey, true);
-    navigator.mediaDevices?.removeEventListener?.("devicechange", onDeviceChange);
-    stopStream();
-    video.srcObject = null;
-    resizeObserver.disconnect();
-    video.removeEventListener("resize", drawShapes);
-    runButton.removeEventListener("click", onRunClick);
-    sendButton.removeEventListener("click", onSendClick);
-    pendingPreview = null;
-    shapes = [];
-    shapesCanvas.width = shapesCanvas.height = 0;
-    preview.width = preview.height = 0; // frees the canvas's pixels now, not at collection
+  return {
+    cleanup() {
+      unlisten();
+      runButton.removeEventListener("click", onRunClick);
+      document.removeEventListener("keydown", onKey, true);
+    },
   };
 }
 
+/**
+ * One camera view: its parts above (overlay, kernel frames, camera, capture, keys), each holding
+ * its own listeners and returning its cleanup, and the kernel's messages routed to them.
+ * @param {{ model: Model<CameraTraits>, el: HTMLElement }} ctx
+ * @returns {() => void} cleanup
+ */
+function render({ model, el }) {
+  const view = buildView(el);
+  let disposed = false;
+  /** @type {Shared} */
+  const shared = {
+    model,
+    view,
+    // After a kernel restart or shutdown the comm is dead and ipywidgets throws ("Cannot send");
+    // a late reply or note then has nobody to tell.
+    send(content, buffers) {
+      if (disposed) return;
+      try {
+        model.send(content, undefined, buffers ?? []);
+      } catch {
+        // the kernel is gone: nothing to do
+      }
+    },
+    kernelSource() {
+      const source = model.get("source");
+      return Boolean(source) && source !== "camera";
+    },
+    disposed: () => disposed,
+  };
+  const overlay = overlayPart(shared);
+  const frames = kernelFramesPart(shared, overlay.redraw);
+  const camera = cameraPart(shared, overlay.redraw, frames.showBadge);
+  const capture = capturePart(shared, camera);
+  const keys = keysPart(shared, el);
+
+  /** @param {KernelMessage} msg @param {CommBuffer[]} [buffers] */
+  function onMessage(msg, buffers) {
+    if (disposed || !msg || typeof msg !== "object") return;
+    if (msg.kind === "preview") {
+      frames.show(buffers?.[0]);
+    } else if (msg.kind === "capture") {
+      void capture.answer(msg);
+    } else if (msg.kind === "reasoning") {
+      overlay.showReasoning(msg);
+    } else if (msg.kind === "answer") {
+      overlay.showAnswer(msg);
+    }
+  }
+  const unlisten = listen(model, [["msg:custom", onMessage]]);
+
+  return () => {
+    disposed = true;
+    unlisten();
+    for (const part of [keys, capture, camera, frames, overlay]) part.cleanup();
+  };
+}
+
+// anywidget takes the default export; the named ones are for the unit tests (tests/browser/test_js_units.py).
 export default { render };
+export {
+  RESOLUTIONS,
+  SHAPE_COLORS,
+  boxRect,
+  containedRect,
+  describeCameraError,
+  drawableShapes,
+  isTyping,
+  labelColor,
+  openCamera,
+  paintShapes,
+  pointAt,
+  reasoningSummary,
+  scaledSize,
+};

@@ -16,9 +16,9 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "annotate": "_annotate",
     "RealtimeVLM": "_app",
-    "ChatParams": "_client",
-    "Completion": "_client",
-    "Usage": "_client",
+    "ChatParams": "_chat",
+    "Completion": "_chat",
+    "Usage": "_chat",
     "VLMClient": "_client",
     "normalize_base_url": "_client",
     "Comparison": "_compare",
@@ -26,7 +26,9 @@ _EXPORTS: dict[str, str] = {
     "AnswerTooLong": "_errors",
     "AuthenticationError": "_errors",
     "BadResponse": "_errors",
+    "CameraUnavailable": "_errors",
     "ImagesNotSupported": "_errors",
+    "RtvlmError": "_errors",
     "ServerHTTPError": "_errors",
     "ServerUnreachable": "_errors",
     "ThinkingUnfinished": "_errors",
@@ -47,21 +49,23 @@ _EXPORTS: dict[str, str] = {
     "SourceEnded": "_sources",
     "SourceError": "_sources",
     "open_source": "_sources",
-    "CameraUnavailable": "_widget",
 }
 
 if TYPE_CHECKING:
     # What type checkers and IDEs see; at run time __getattr__ below imports these on demand.
     from ._annotate import annotate
     from ._app import RealtimeVLM
-    from ._client import ChatParams, Completion, Usage, VLMClient, normalize_base_url
+    from ._chat import ChatParams, Completion, Usage
+    from ._client import VLMClient, normalize_base_url
     from ._compare import Comparison
     from ._errors import (
         AnswerCutOff,
         AnswerTooLong,
         AuthenticationError,
         BadResponse,
+        CameraUnavailable,
         ImagesNotSupported,
+        RtvlmError,
         ServerHTTPError,
         ServerUnreachable,
         ThinkingUnfinished,
@@ -73,7 +77,6 @@ if TYPE_CHECKING:
     from ._sendsize import ProbeResult, ProbeRow
     from ._shapes import DETECT_PROMPT, DETECT_SCHEMA, Box, Point, parse_shapes
     from ._sources import KernelSource, SourceEnded, SourceError, open_source
-    from ._widget import CameraUnavailable
 
 
 def _load(name: str) -> Any:
@@ -121,6 +124,7 @@ __all__ = [
     "ProbeResult",
     "ProbeRow",
     "RealtimeVLM",
+    "RtvlmError",
     "ServerHTTPError",
     "ServerUnreachable",
     "SourceEnded",

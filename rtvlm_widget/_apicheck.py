@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 from functools import cache
 
-from ._client import ChatParams, VLMClient
+from ._chat import ChatParams
+from ._client import VLMClient
 from ._errors import ImagesNotSupported, VLMError
 
 __all__ = ["ApiCheck", "check_api"]

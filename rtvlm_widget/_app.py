@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from ._blocking import run_blocking
-from ._client import ChatParams, VLMClient, redact_url
+from ._chat import ChatParams
+from ._client import VLMClient, redact_url
 from ._compare import Comparison, Job, frame_from, plan_compare, plan_replay, run_grid
 from ._controller import Controller
 from ._costs import parse_send_size

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
+from ._errors import RtvlmError
 from ._tasks import spawn
 
 __all__ = ["BlockingUnsupported", "run_blocking"]
@@ -40,7 +41,7 @@ log = logging.getLogger("rtvlm_widget")
 POLL_EVERY_S = 0.005
 
 
-class BlockingUnsupported(RuntimeError):
+class BlockingUnsupported(RtvlmError, RuntimeError):
     """This kernel cannot deliver widget messages to a blocked cell; use the ``*_async`` call."""
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "ChatParams",
     "Completion",
     "ServerTiming",
+    "TokenLogprob",
     "Usage",
     "build_chat_body",
     "response_format",
@@ -54,6 +55,9 @@ class ChatParams:
     #: Thinking models: False asks the server to skip thinking (the fastest answers), True to
     #: think, None leaves it to the server (``_reasoning.THINKING_FIELDS`` says how each is asked).
     thinking: bool | None = None
+    #: Ask for the log-probabilities of each answer token and of this many alternatives (0: none);
+    #: watched conditions read P(yes) from them.
+    logprobs: int = 0
 
     def __post_init__(self) -> None:
         # Refused here, with the reason, rather than sent and refused (or obeyed) by the server.
@@ -73,6 +77,9 @@ class ChatParams:
             or not low <= temp <= high
         ):
             raise ValueError(f"temperature must be a number from {low:g} to {high:g}, not {temp!r}")
+        top = self.logprobs
+        if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+            raise ValueError(f"logprobs must be a whole number from 0 to 20, not {top!r}")
         if self.thinking is not None and not isinstance(self.thinking, bool):
             raise TypeError(f"thinking must be True, False or None, not {self.thinking!r}")
 
@@ -136,6 +143,31 @@ def _finite(value: object) -> bool:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability, and the most likely alternatives there."""
+
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+    @classmethod
+    def parse_all(cls, payload: object) -> tuple[TokenLogprob, ...]:
+        """The ``logprobs.content`` list of a choice (OpenAI's shape), unusable entries skipped."""
+        content = payload.get("content") if isinstance(payload, dict) else None
+        out = []
+        for item in content if isinstance(content, list) else ():
+            if not isinstance(item, dict) or not _finite(item.get("logprob")):
+                continue
+            top = tuple(
+                (str(alt.get("token", "")), float(alt["logprob"]))
+                for alt in item.get("top_logprobs") or ()
+                if isinstance(alt, dict) and _finite(alt.get("logprob"))
+            )
+            out.append(cls(str(item.get("token", "")), float(item["logprob"]), top))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
 class Completion:
     """One answer from ``/v1/chat/completions``."""
 
@@ -156,6 +188,9 @@ class Completion:
     first_reasoning_s: float | None = None
     #: The answer ended while the model was still thinking (``text`` is then empty).
     thinking_unfinished: bool = False
+    #: With ``ChatParams.logprobs``: each generated token, its log-probability and the
+    #: alternatives' (empty when the server sends none).
+    logprobs: tuple[TokenLogprob, ...] = ()
 
     @property
     def thought_only(self) -> bool:
@@ -209,6 +244,9 @@ def build_chat_body(
     if schema is not None and schema_format != "prompt":
         body["response_format"] = response_format(schema, schema_format)
     body.update(thinking_fields(params.thinking, leave_out=leave_out))
+    if params.logprobs:
+        body["logprobs"] = True
+        body["top_logprobs"] = params.logprobs
     return body
 
 

@@ -24,6 +24,7 @@ from ._chat import (
     ChatParams,
     Completion,
     ServerTiming,
+    TokenLogprob,
     Usage,
     build_chat_body,
     schema_format_of,
@@ -42,16 +43,8 @@ from ._reasoning import THINKING_FIELDS, ContentSplitter, reasoning_of, split_th
 from ._schema import Schema
 from ._sse import iter_sse
 
-__all__ = [
-    "SCHEMA_FORMATS",
-    "ChatParams",
-    "Completion",
-    "Usage",
-    "VLMClient",
-    "build_chat_body",
-    "normalize_base_url",
-    "parse_models",
-]
+# The request and answer types (ChatParams, Completion, Usage…) belong to _chat: import them there.
+__all__ = ["VLMClient", "normalize_base_url", "parse_models"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=120.0, write=30.0, pool=5.0)
 
@@ -421,6 +414,7 @@ class VLMClient:
         server that goes on far past ``max_tokens``."""
         parts: list[str] = []
         thoughts: list[str] = []  # reasoning sent in a field of its own
+        tokens: list[TokenLogprob] = []
         splitter = ContentSplitter()  # reasoning left in content as <think> tags
         answer = ""
         chars = 0
@@ -455,6 +449,8 @@ class VLMClient:
                     if not isinstance(choice, dict):
                         continue
                     finish = choice.get("finish_reason") or finish
+                    if choice.get("logprobs"):
+                        tokens.extend(TokenLogprob.parse_all(choice["logprobs"]))
                     delta = choice.get("delta")
                     if not isinstance(delta, dict):
                         continue
@@ -507,6 +503,7 @@ class VLMClient:
             reasoning=_joined("".join(thoughts), split.reasoning),
             first_reasoning_s=first_thought,
             thinking_unfinished=split.thinking,
+            logprobs=tuple(tokens),
         )
 
     def _parse_completion(
@@ -546,6 +543,7 @@ class VLMClient:
             server=ServerTiming.from_payload(payload.get("timings")),
             reasoning=_joined(reasoning_of(message), split.reasoning),
             thinking_unfinished=split.thinking,
+            logprobs=TokenLogprob.parse_all(choice.get("logprobs")),
         )
 
     @contextlib.asynccontextmanager

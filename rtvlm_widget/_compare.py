@@ -10,16 +10,19 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
-from ._client import ChatParams
-from ._grid import ResultGrid
+from ._chat import ChatParams
 from ._history import answer_to_dict
 from ._protocol import Frame
 from ._records import Answer
+from ._schema import to_schema
+
+if TYPE_CHECKING:
+    from ._grid import ResultGrid
 
 __all__ = ["Comparison", "Job", "frame_from", "run_grid"]
 
@@ -184,6 +187,8 @@ def plan_compare(
     if not models:
         raise ValueError("compare() needs at least one model (None: the current one)")
     columns = [m or params.model or "(server default)" for m in models]
+    from ._grid import ResultGrid  # here: planning and the table need no widget library
+
     grid = ResultGrid("Prompt × model", [_short(p) for p in prompts], columns, shared_thumbnail=frame.jpeg)
     comparison = Comparison("prompt × model", list(prompts), columns, grid)
     jobs = [
@@ -197,27 +202,27 @@ def plan_compare(
 def plan_replay(
     answers: Sequence[Answer], params: ChatParams, **changes: Any
 ) -> tuple[Comparison, list[Job]]:
-    """Recorded frames down; the recorded answer and a new one (with ``changes``) across."""
+    """Recorded frames down; the recorded answer and a new one across: each frame asked again with
+    its own request's settings (prompt, schema, thinking, all of them) and ``changes``.
+
+    ``params`` stands in for an answer recorded without its request.
+    """
     recorded = [a for a in answers if a.jpeg]
     if not recorded:
         raise ValueError("nothing to replay: the session has no answers with frames")
-    first = recorded[0]
-    old = with_changes(params, prompt=first.prompt, model=first.model)
+    if changes.get("schema") is not None:
+        changes["schema"] = to_schema(changes["schema"])  # as ask() takes it: a dict, model or class
+    old = recorded[0].params or params
     new = with_changes(old, **changes)
     columns = [f"recorded: {old.model or 'default'} · {_short(old.prompt, 30)}"]
     columns.append(f"replay: {new.model or 'default'} · {_short(new.prompt, 30)}")
     rows = [f"#{a.seq}" for a in recorded]
+    from ._grid import ResultGrid
+
     grid = ResultGrid("Replay", rows, columns, thumbnails=[a.jpeg for a in recorded])
     comparison = Comparison("replay", rows, columns, grid)
     jobs = []
     for r, answer in enumerate(recorded):
         comparison.put(r, 0, answer, counted=False)
-        asked = ChatParams(
-            prompt=answer.prompt,
-            model=answer.model,
-            max_tokens=answer.max_tokens,
-            temperature=answer.temperature,
-            stream=params.stream,
-        )
-        jobs.append(Job(r, 1, with_changes(asked, **changes), frame_from(answer)))
+        jobs.append(Job(r, 1, with_changes(answer.params or params, **changes), frame_from(answer)))
     return comparison, jobs

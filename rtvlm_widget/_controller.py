@@ -22,9 +22,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ._client import ChatParams, Completion, VLMClient
+from ._chat import ChatParams, Completion
+from ._client import VLMClient
 from ._costs import ImageCost, SendSize, SizedSource
-from ._errors import AnswerCutOff, ServerUnreachable, ThinkingUnfinished, VLMError
+from ._errors import AnswerCutOff, CameraUnavailable, ServerUnreachable, ThinkingUnfinished, VLMError
 from ._prefetch import Prefetcher
 from ._protocol import Frame
 from ._readers import SourceEnded
@@ -34,7 +35,6 @@ from ._schema import parse_structured
 from ._sendsize import ORIGINAL, ProbeResult, probe_send_sizes
 from ._shapes import Shape, parse_shapes
 from ._tasks import spawn
-from ._widget import CameraUnavailable
 
 __all__ = ["Controller", "FrameSource"]
 
@@ -293,7 +293,8 @@ class Controller:
                 completion = await client.chat(params, images, on_text=on_text, on_reasoning=on_reasoning)
             finally:
                 del self._open_since[token]
-            if completion.finish_reason == "length" and not completion.text.strip():
+            # Nothing at all (whitespace is an answer a small model may give): never shown empty.
+            if completion.finish_reason == "length" and (completion.thought_only or not completion.text):
                 raise _no_answer(client.url("/v1/chat/completions"), params, completion)
             size = (frame.width, frame.height)
             cost = self.costs.per_frame(client, params, completion.usage, len(frames), size)
@@ -584,10 +585,8 @@ def _answer(
     return Answer(
         seq=frame.seq if frame else 0,
         text=completion.text if completion else "",
-        prompt=params.prompt,
-        model=(completion.model if completion else None) or params.model,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
+        # Sent without a model (the server's default): the one it says answered is filled in.
+        params=params if params.model or not completion else replace(params, model=completion.model),
         latency_s=completion.latency_s if completion else 0.0,
         total_s=total,
         first_token_s=completion.first_token_s if completion else None,
@@ -607,6 +606,7 @@ def _answer(
         captured_at=frame.captured_at_ms / 1000 if frame else 0.0,
         timing=timing,
         reasoning=completion.reasoning if completion else "",
+        logprobs=completion.logprobs if completion else (),
     )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from ._client import ChatParams, Usage, VLMClient
+from ._chat import ChatParams, Usage
+from ._client import VLMClient
 from ._errors import VLMError
 from ._protocol import Frame
 from ._sendsize import ORIGINAL, ProbeResult, image_tokens, text_tokens

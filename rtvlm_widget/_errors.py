@@ -1,4 +1,9 @@
-"""The errors a user can meet; each message says which URL, what happened and what to do."""
+"""The errors a user can meet; each message says what happened and what to do.
+
+Every error the package raises for users derives from :class:`RtvlmError`, so one ``except``
+catches them all; those that also derive from a built-in (``RuntimeError``, ``ValueError``) keep
+it, so ``except`` clauses written against the built-in still work.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ __all__ = [
     "AnswerTooLong",
     "AuthenticationError",
     "BadResponse",
+    "CameraUnavailable",
     "ImagesNotSupported",
+    "RtvlmError",
     "ServerHTTPError",
     "ServerUnreachable",
     "ThinkingUnfinished",
@@ -17,7 +24,15 @@ __all__ = [
 ]
 
 
-class VLMError(Exception):
+class RtvlmError(Exception):
+    """The root of every error rtvlm-widget raises for users."""
+
+
+class CameraUnavailable(RtvlmError, RuntimeError):
+    """The view could not deliver a frame; the message says why (permission, no camera, no view)."""
+
+
+class VLMError(RtvlmError):
     """A request to the vision-language-model server failed.
 
     ``str(error)`` is a complete, readable message (shown as-is in the panel); ``url`` is the

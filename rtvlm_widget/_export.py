@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from ._annotate import BGR, Image, annotate
+from ._errors import RtvlmError
 from ._records import Answer
 
 __all__ = [
@@ -79,7 +80,7 @@ _FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX, without importing cv2 with this module
 _EPS = 1e-3
 
 
-class ExportError(ValueError):
+class ExportError(RtvlmError, ValueError):
     """An export that cannot be written: the message names the path and says why (``path``)."""
 
     def __init__(self, path: Path, reason: str) -> None:

@@ -8,8 +8,9 @@ from dataclasses import asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, overload
 
-from ._client import Usage
+from ._chat import ChatParams, Usage
 from ._records import Answer, Timing
+from ._schema import Schema, to_schema
 from ._shapes import Box, Point, Shape
 
 __all__ = ["History", "answer_from_dict", "answer_to_dict", "load_session"]
@@ -17,19 +18,26 @@ __all__ = ["History", "answer_from_dict", "answer_to_dict", "load_session"]
 #: The file in a saved session's folder that holds one answer per line.
 ANSWERS_FILE = "answers.jsonl"
 FRAMES_DIR = "frames"
-#: Bumped when the saved layout changes in a way older readers would misread.
+#: Bumped when the saved layout changes in a way older readers would misread. Not for new columns:
+#: older readers ignore them (the request's settings beyond the first four came that way).
 FORMAT_VERSION = 1
 #: The formats `load_session` reads; a file in any other fails with a clear error, never misread.
 READABLE_FORMATS = (1,)
 
 # Not saved as they are: the frame goes to its own file, the exception object stays in memory,
 # the others are spread into plain columns.
-_SKIPPED = {"jpeg", "exception", "usage", "timing", "data", "shapes"}
+_SKIPPED = {"jpeg", "exception", "usage", "timing", "data", "shapes", "params", "logprobs"}
 
 
 def answer_to_dict(answer: Answer) -> dict[str, Any]:
-    """One answer as a flat dict of plain values (usage and timing spread into columns)."""
-    row: dict[str, Any] = {f.name: getattr(answer, f.name) for f in fields(Answer) if f.name not in _SKIPPED}
+    """One answer as a flat dict of plain values (the request's settings, usage and timing spread
+    into columns: ``prompt``, ``model``, ``max_tokens``, ``temperature``, ``schema``…)."""
+    row: dict[str, Any] = {}
+    for f in fields(Answer):
+        if f.name == "params":
+            row.update(_params_to_dict(answer.params))  # where the four columns always were
+        elif f.name not in _SKIPPED:
+            row[f.name] = getattr(answer, f.name)
     usage = answer.usage
     row["prompt_tokens"] = usage.prompt_tokens if usage else None
     row["completion_tokens"] = usage.completion_tokens if usage else None
@@ -40,6 +48,31 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
     row["data"] = _plain(answer.data)
     row["shapes"] = [shape.as_dict() for shape in answer.shapes]
     return row
+
+
+def _params_to_dict(params: ChatParams | None) -> dict[str, Any]:
+    """One column per ``ChatParams`` field, so a new request setting is saved with no change here."""
+    row = {f.name: getattr(params, f.name) if params else None for f in fields(ChatParams)}
+    schema: Schema | None = row["schema"]
+    row["schema"] = {"name": schema.name, "schema": schema.json_schema} if schema else None
+    return row
+
+
+def _params_from_dict(row: dict[str, Any]) -> ChatParams | None:
+    """The inverse of :func:`_params_to_dict`; None for a row that holds no request."""
+    if not isinstance(row.get("prompt"), str):
+        return None
+    # Rows saved before the other settings were kept have the first four only: the rest take
+    # ChatParams' defaults.
+    values = {f.name: row[f.name] for f in fields(ChatParams) if f.name in row}
+    schema = values.get("schema")
+    if schema is not None:
+        if not isinstance(schema, dict):
+            raise TypeError(f"schema is a {type(schema).__name__}, not a saved schema")
+        # Back as a dict schema: the Pydantic model or dataclass it may have come from cannot be
+        # rebuilt from JSON, so the same schema is sent again but ``data`` stays plain JSON.
+        values["schema"] = to_schema(schema.get("schema"), name=schema.get("name"))
+    return ChatParams(**values)
 
 
 def _plain(data: Any) -> Any:
@@ -62,7 +95,15 @@ def answer_from_dict(row: dict[str, Any], jpeg: bytes = b"") -> Answer:
         values_t: dict[str, Any] = {f.name: row.get(f"timing_{f.name}") for f in fields(Timing)}
         timing = Timing(**values_t)
     shapes = tuple(_shape(item) for item in row.get("shapes") or () if isinstance(item, dict))
-    return Answer(**values, usage=usage, timing=timing, jpeg=jpeg, data=row.get("data"), shapes=shapes)
+    return Answer(
+        **values,
+        params=_params_from_dict(row),
+        usage=usage,
+        timing=timing,
+        jpeg=jpeg,
+        data=row.get("data"),
+        shapes=shapes,
+    )
 
 
 def _shape(item: dict[str, Any]) -> Shape:
@@ -219,6 +260,6 @@ def load_session(path: str | Path) -> History:
         jpeg = (folder / frame).read_bytes() if isinstance(frame, str) and (folder / frame).is_file() else b""
         try:
             answers.append(answer_from_dict(row, jpeg))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:  # ValueError: settings ChatParams refuses
             raise ValueError(f"{answers_file}, line {number}: not a saved answer ({exc})") from None
     return History(answers)

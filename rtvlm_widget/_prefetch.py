@@ -12,8 +12,8 @@ import asyncio
 import time
 from typing import Protocol
 
+from ._errors import CameraUnavailable
 from ._protocol import Frame
-from ._widget import CameraUnavailable
 
 __all__ = ["Prefetcher"]
 

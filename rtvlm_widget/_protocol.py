@@ -19,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._errors import RtvlmError
+
 __all__ = [
     "ASK",
     "CAPTURE",
@@ -67,7 +69,7 @@ MAX_FRAME_BYTES = 8 * 1024 * 1024
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(RtvlmError, ValueError):
     """A message from the front end that does not follow the protocol; it is dropped and counted."""
 
 

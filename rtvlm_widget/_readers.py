@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ._widget import CameraUnavailable
+from ._errors import CameraUnavailable
 
 __all__ = [
     "IMAGE_SUFFIXES",

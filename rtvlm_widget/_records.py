@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._annotate import annotate
-from ._client import Usage
+from ._chat import ChatParams, TokenLogprob, Usage
 from ._shapes import Shape
 
 __all__ = ["Answer", "Timing"]
@@ -72,10 +72,10 @@ class Answer:
 
     seq: int
     text: str
-    prompt: str
-    model: str | None
-    max_tokens: int
-    temperature: float
+    #: What the request asked, exactly as sent (a request sent without a model gets the one the
+    #: server says answered); a replay sends it again. None only for a record made without one
+    #: (e.g. loaded from a row that lacks the request's columns).
+    params: ChatParams | None
     #: Seconds spent in the HTTP request to the server.
     latency_s: float
     #: Seconds from asking the browser for the frame to having the answer.
@@ -116,6 +116,26 @@ class Answer:
     #: What a thinking model thought before answering ("" for others); never part of ``text``,
     #: never shown over the video.
     reasoning: str = ""
+    #: With ``ChatParams.logprobs``: the answer's tokens and their log-probabilities.
+    logprobs: tuple[TokenLogprob, ...] = field(default=(), repr=False, compare=False)
+
+    # The request's settings most often read, as before ``params`` held them all; ``params`` is
+    # their only copy.
+    @property
+    def prompt(self) -> str:
+        return self.params.prompt if self.params else ""
+
+    @property
+    def model(self) -> str | None:
+        return self.params.model if self.params else None
+
+    @property
+    def max_tokens(self) -> int:
+        return self.params.max_tokens if self.params else 0
+
+    @property
+    def temperature(self) -> float:
+        return self.params.temperature if self.params else 0.0
 
     @property
     def ok(self) -> bool:

@@ -6,8 +6,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
+from ._errors import CameraUnavailable
 from ._protocol import Frame
-from ._widget import CameraUnavailable
 
 __all__ = ["FrameSampler"]
 

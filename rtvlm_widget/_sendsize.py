@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._client import ChatParams, Completion, Usage, VLMClient
+from ._chat import ChatParams, Completion, Usage
+from ._client import VLMClient
 from ._errors import BadResponse, VLMError
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -37,7 +37,10 @@ from ._readers import (
     VideoFile,
     check_array,
 )
-from ._widget import CameraView
+
+if TYPE_CHECKING:
+    # Only a type here: sources need no widget library to run (e.g. in a plain script).
+    from ._widget import CameraView
 
 __all__ = ["KernelSource", "SourceEnded", "SourceError", "open_source"]
 

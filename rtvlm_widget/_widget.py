@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+# Defined with the other errors; still importable from here, where it used to live.
+from ._errors import CameraUnavailable
 from ._protocol import (
     MAX_FRAME_BYTES,
     Ask,
@@ -53,10 +55,6 @@ def static_file(name: str) -> Path:
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(f"rtvlm_widget's front end ({name}) is missing from the install")
-
-
-class CameraUnavailable(RuntimeError):
-    """The view could not deliver a frame; the message says why (permission, no camera, no view)."""
 
 
 class CameraView(anywidget.AnyWidget):

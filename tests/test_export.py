@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from rtvlm_widget import Answer, Box, History, Point
+from rtvlm_widget import Answer, Box, ChatParams, History, Point
 from rtvlm_widget._annotate import PALETTE, pixel_box
 from rtvlm_widget._export import (
     BAR,
@@ -57,10 +57,7 @@ def _answer(
     return Answer(
         seq=seq,
         text=text or ("" if error else f"answer {seq}"),
-        prompt="What?",
-        model="m",
-        max_tokens=20,
-        temperature=0.0,
+        params=ChatParams("What?", model="m", max_tokens=20, temperature=0.0),
         latency_s=0.1,
         total_s=0.2,
         jpeg=_jpeg(color) if jpeg is None else jpeg,
@@ -252,7 +249,7 @@ def _caption_session() -> list[Answer]:
         _answer(3, 2.0, error="server said 503"),
         _answer(4, 3.0, "<b>bold</b> & --> done"),
         # Failed before any frame arrived: no time, left out.
-        Answer(seq=5, text="", prompt="What?", model=None, max_tokens=20, temperature=0.0, latency_s=0.0,
+        Answer(seq=5, text="", params=ChatParams("What?", max_tokens=20, temperature=0.0), latency_s=0.0,
                total_s=0.0, error="unreachable"),
     ]  # fmt: skip
 

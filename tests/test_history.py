@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from rtvlm_widget import Answer, History, Timing, Usage, load_session
+from rtvlm_widget import Answer, ChatParams, History, Timing, Usage, load_session
 from rtvlm_widget._history import FORMAT_VERSION, READABLE_FORMATS
+from rtvlm_widget._schema import to_schema
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:
@@ -25,10 +27,7 @@ def _answers() -> list[Answer]:
     good = Answer(
         seq=1,
         text="a red square",
-        prompt="What?",
-        model="m",
-        max_tokens=10,
-        temperature=0.0,
+        params=ChatParams("What?", model="m", max_tokens=10, temperature=0.0),
         latency_s=0.2,
         total_s=0.31,
         usage=Usage(30, 4),
@@ -40,10 +39,7 @@ def _answers() -> list[Answer]:
     failed = Answer(
         seq=2,
         text="",
-        prompt="What?",
-        model=None,
-        max_tokens=10,
-        temperature=0.0,
+        params=ChatParams("What?", max_tokens=10, temperature=0.0),
         latency_s=0.0,
         total_s=0.01,
         error="server said 503",
@@ -126,3 +122,45 @@ def test_a_row_that_is_not_an_object_is_not_a_saved_answer(tmp_path: Path) -> No
     (tmp_path / "answers.jsonl").write_text("[1, 2]\n")
     with pytest.raises(ValueError, match="line 1: not a saved answer"):
         load_session(tmp_path)
+
+
+@dataclass
+class _Count:
+    count: int
+
+
+def test_every_request_setting_is_saved_and_read_back_the_schema_as_a_dict(tmp_path: Path) -> None:
+    params = ChatParams(
+        "How many?", model="m", max_tokens=33, temperature=1.5, stream=False, schema=to_schema(_Count),
+        thinking=False,
+    )  # fmt: skip
+    answer = replace(_answers()[0], params=params, data=_Count(3))
+    # The table keeps the columns it always had, and gains the other settings.
+    row = History([answer]).to_records()[0]
+    assert (row["prompt"], row["model"], row["max_tokens"], row["temperature"]) == ("How many?", "m", 33, 1.5)
+    assert row["schema"] == {"name": "Count", "schema": params.schema.json_schema}  # type: ignore[union-attr]
+    back = load_session(History([answer]).save(tmp_path / "run"))[0]
+    assert back.params is not None and back.params.schema is not None
+    # The same schema, sent the same way; only the dataclass to build is not in the file.
+    assert back.params.schema.target is None and back.data == {"count": 3}
+    assert params.schema is not None
+    assert back.params == replace(params, schema=replace(params.schema, target=None))
+    assert (back.prompt, back.model, back.max_tokens, back.temperature) == ("How many?", "m", 33, 1.5)
+
+
+def test_a_row_saved_before_the_other_settings_were_kept_still_loads(tmp_path: Path) -> None:
+    # Format 1 as first written: of the request, only these four columns.
+    kept = {"prompt", "model", "max_tokens", "temperature"}
+    row = History(_answers()[:1]).save(tmp_path / "run") / "answers.jsonl"
+    old = json.loads(row.read_text())
+    old = {k: v for k, v in old.items() if k in kept or k not in {f.name for f in fields(ChatParams)}}
+    row.write_text(json.dumps(old) + "\n")
+    back = load_session(tmp_path / "run")[0]
+    assert back.params == ChatParams("What?", model="m", max_tokens=10, temperature=0.0)
+
+
+def test_the_request_columns_do_not_collide_with_the_answer_columns() -> None:
+    # answer_to_dict spreads ChatParams into the answer's row: a shared name would be lost.
+    others = {f.name for f in fields(Answer)} | {f"timing_{f.name}" for f in fields(Timing)}
+    others |= {"prompt_tokens", "completion_tokens", "has_timing"}
+    assert not {f.name for f in fields(ChatParams)} & others

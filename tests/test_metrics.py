@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rtvlm_widget import Answer, Usage
+from rtvlm_widget import Answer, ChatParams, Usage
 from rtvlm_widget._logview import log_row
 from rtvlm_widget._metrics import RollingStats
 from rtvlm_widget._plot import percentile
@@ -35,7 +35,7 @@ def test_rate_median_and_decay() -> None:
 
 def _answer(**kw: object) -> Answer:
     base: dict[str, object] = dict(
-        seq=1, text="a cat\non a mat", prompt="p", model="m", max_tokens=5, temperature=0.0,
+        seq=1, text="a cat\non a mat", params=ChatParams("p", model="m", max_tokens=5, temperature=0.0),
         latency_s=0.0123, total_s=0.02, usage=Usage(44, 5), created_at=0.0,
     )  # fmt: skip
     base.update(kw)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rtvlm_widget import ChatParams, Completion, ServerHTTPError, VLMClient
-from rtvlm_widget._client import SCHEMA_FORMATS, build_chat_body
+from rtvlm_widget._chat import SCHEMA_FORMATS, build_chat_body
 from rtvlm_widget._schema import (
     Schema,
     dataclass_schema,

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from rtvlm_widget._client import ChatParams, VLMClient
+from rtvlm_widget._chat import ChatParams
+from rtvlm_widget._client import VLMClient
 from rtvlm_widget._sendsize import (
     ORIGINAL,
     SEND_SIZES,

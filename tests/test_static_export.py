@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 from nbconvert import HTMLExporter
 
-from rtvlm_widget import Answer, Box, Timing
+from rtvlm_widget import Answer, Box, ChatParams, Timing
 from rtvlm_widget._annotate import annotate
 from rtvlm_widget._static import FRAME_EDGE, Header, frame_jpeg, latency_svg, render
 from tests.servers.llama import LlamaServer
@@ -137,10 +137,7 @@ def _answer(seq: int, text: str = "fine", **fields: Any) -> Answer:
     values: dict[str, Any] = {
         "seq": seq,
         "text": text,
-        "prompt": "What do you see?",
-        "model": "tiny",
-        "max_tokens": 10,
-        "temperature": 0.0,
+        "params": ChatParams("What do you see?", model="tiny", max_tokens=10, temperature=0.0),
         "latency_s": 0.05,
         "total_s": 0.08,
     }
