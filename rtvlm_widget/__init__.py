@@ -22,6 +22,9 @@ _EXPORTS: dict[str, str] = {
     "VLMClient": "_client",
     "normalize_base_url": "_client",
     "Comparison": "_compare",
+    "Condition": "_conditions",
+    "Event": "_conditions",
+    "Events": "_conditions",
     "AnswerCutOff": "_errors",
     "AnswerTooLong": "_errors",
     "AuthenticationError": "_errors",
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
     from ._chat import ChatParams, Completion, Usage
     from ._client import VLMClient, normalize_base_url
     from ._compare import Comparison
+    from ._conditions import Condition, Event, Events
     from ._errors import (
         AnswerCutOff,
         AnswerTooLong,
@@ -116,6 +120,9 @@ __all__ = [
     "ChatParams",
     "Comparison",
     "Completion",
+    "Condition",
+    "Event",
+    "Events",
     "Frame",
     "History",
     "ImagesNotSupported",

@@ -18,6 +18,7 @@ from ._blocking import run_blocking
 from ._chat import ChatParams
 from ._client import VLMClient, redact_url
 from ._compare import Comparison, Job, frame_from, plan_compare, plan_replay, run_grid
+from ._conditions import Condition, Event, Events
 from ._controller import Controller
 from ._costs import parse_send_size
 from ._history import History, load_session
@@ -28,7 +29,9 @@ from ._schema import to_schema
 from ._sendsize import ProbeResult
 from ._sources import KernelSource, open_source
 from ._static import show
-from ._tasks import bound_to_loop
+from ._tasks import bound_to_loop, spawn
+from ._watch import Watcher
+from ._watchpanel import WatchSection
 from ._widget import CameraView
 
 T = TypeVar("T")
@@ -149,6 +152,18 @@ class RealtimeVLM:
             make_client=lambda url, secret: VLMClient(url, api_key=secret, timeout=timeout),
             api_key=key,
         )
+        # Watched conditions ("Tell me when…"): asked in live mode beside the captions, every
+        # ``watcher.every`` seconds, about a frame of their own; their section sits under the log.
+        self._watcher = Watcher(
+            lambda params, frame: self._controller.request(params, frames=[frame]),
+            lambda: self._controller.params,
+        )
+        self._watching: asyncio.Task[None] | None = None
+        self._controller.on_answer(self._watcher.note)
+        self._controller.on_status(self._follow_live)
+        self._watch_section = WatchSection(self._watcher, add=self.when)
+        root = self._panel.root
+        root.children = (*root.children, self._watch_section.root)
 
     def __repr__(self) -> str:
         params = self._controller.params
@@ -437,8 +452,81 @@ class RealtimeVLM:
         """Stop live mode and cancel the request in flight."""
         self._controller.stop()
 
+    # -- watched conditions ----------------------------------------------------------------------
+    def when(
+        self,
+        question: str,
+        *,
+        confirm: int = 2,
+        clear: int = 2,
+        cooldown: float = 30.0,
+        threshold: float | None = None,
+        on_enter: Callable[[Event], object] | None = None,
+        on_exit: Callable[[Event], object] | None = None,
+        snapshot: bool | str | Path = False,
+        clip: tuple[float, float] | None = None,
+        webhook: str | None = None,
+        webhook_headers: dict[str, str] | None = None,
+    ) -> Condition:
+        """Watch for ``question`` (yes/no) on the live video; returns the condition (``.state``,
+        ``.remove()``). Its edges land in ``events``.
+
+        It enters after ``confirm`` yes in a row (not sooner than ``cooldown`` seconds after its
+        last enter) and exits after ``clear`` no in a row. ``threshold``: P(yes) at or above it
+        counts as yes, where the server sends logprobs. On an edge: ``on_enter`` / ``on_exit``
+        (given the ``Event``; their errors go to the log), ``snapshot`` (True: a JPEG in
+        ``rtvlm-events/``, or a folder), ``clip=(before, after)`` (an MP4 of those seconds around
+        the enter), ``webhook`` (the event POSTed as JSON, with ``webhook_headers``, retried;
+        the headers are never logged or shown). Conditions are asked together, in one request,
+        every ``watch_every`` seconds while live mode runs.
+        """
+        condition = Condition(
+            question,
+            confirm=confirm,
+            clear=clear,
+            cooldown=cooldown,
+            threshold=threshold,
+            on_enter=on_enter,
+            on_exit=on_exit,
+            snapshot=snapshot,
+            clip=clip,
+            webhook=webhook,
+            webhook_headers=webhook_headers,
+        )
+        self._watcher.add(condition)
+        if self._controller.live:
+            self._follow_live("live", "")
+        return condition
+
+    @property
+    def events(self) -> Events:
+        """Every edge of the watched conditions so far (``.to_pandas()`` for a table)."""
+        return self._watcher.events
+
+    @property
+    def watch_every(self) -> float:
+        """Seconds between evaluations of the watched conditions in live mode (default 1)."""
+        return self._watcher.every
+
+    @watch_every.setter
+    def watch_every(self, seconds: float) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ValueError(f"watch_every must be a number of seconds >= 0, not {seconds!r}")
+        self._watcher.every = float(seconds)
+
+    def _follow_live(self, state: str, _message: str) -> None:
+        """The watcher runs while live mode does (and there is something to watch)."""
+        running = self._watching is not None and not self._watching.done()
+        if state in ("live", "retrying") and self._watcher.conditions and not running:
+            self._watching = spawn(self._watcher.run(self._controller.source.capture))
+        elif state in ("idle", "stopped") and self._watching is not None:
+            self._watching.cancel()
+            self._watching = None
+
     def close(self) -> None:
         """Stop, close the HTTP client and remove the widgets from the page."""
+        if self._watching is not None:
+            self._watching.cancel()
         self._controller.stop()
         # Without a running loop nothing is in flight and the client holds no connections.
         with contextlib.suppress(RuntimeError):

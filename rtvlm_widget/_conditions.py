@@ -124,7 +124,6 @@ class Condition:
         on_exit: EventCallback | None = None,
         snapshot: bool | str | Path = False,
         clip: tuple[float, float] | None = None,
-        notify: bool = False,
         webhook: str | None = None,
         webhook_headers: dict[str, str] | None = None,
     ) -> None:
@@ -153,7 +152,7 @@ class Condition:
         self.question = question.strip()
         self.confirm, self.clear, self.cooldown, self.threshold = confirm, clear, float(cooldown), threshold
         self.on_enter, self.on_exit = on_enter, on_exit
-        self.snapshot, self.clip, self.notify = snapshot, clip, notify
+        self.snapshot, self.clip = snapshot, clip
         self.webhook = webhook
         # Never printed, logged or shown: they may hold a token.
         self._webhook_headers = dict(webhook_headers or {})
@@ -194,7 +193,6 @@ class Condition:
             on_exit=self.on_exit,
             snapshot=self.snapshot,
             clip=self.clip,
-            notify=self.notify,
             webhook=self.webhook,
             webhook_headers=self._webhook_headers,
         )

@@ -3,8 +3,10 @@ that answers truthfully from the pixels (tests/servers/oracle.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rtvlm_widget import ChatParams, VLMClient
+from rtvlm_widget import ChatParams, RealtimeVLM, VLMClient
 from rtvlm_widget._chat import TokenLogprob
 from rtvlm_widget._conditions import Condition, Event, score_events
 from rtvlm_widget._controller import Controller
@@ -203,3 +205,44 @@ def test_unchanged_frames_are_not_sent_and_the_last_verdicts_stand() -> None:
         sent = len(_with_image(oracle.requests))  # not the text-only token count
     assert sent == 1 and watcher.evaluated == 1 and watcher.skipped == 4
     assert [e.kind for e in watcher.events] == ["enter"]  # the skipped frames still confirm
+
+
+def test_app_watches_in_live_mode_and_the_panel_follows() -> None:
+    """``app.when`` in live mode, frames from a kernel-side source: edges, lights, Remove."""
+    images = [
+        cv2.imdecode(np.frombuffer(_frame(i, h).jpeg, np.uint8), cv2.IMREAD_COLOR)
+        for i, h in enumerate(HOLDS)
+    ]
+
+    async def go(oracle: OracleServer) -> tuple[list[str], list[str], int]:
+        app = RealtimeVLM(
+            base_url=oracle.base_url, source=images, realtime=False, interval=100.0, send_size="original"
+        )
+        lights: list[str] = []
+        try:
+            door = app.when("Is there a magenta square?", confirm=2, clear=2, cooldown=0)
+            app.watch_every = 0.05
+            section = app._watch_section
+            app.start()
+            deadline = time.monotonic() + 20
+            while len(app.events) < 2 and time.monotonic() < deadline:
+                lights.append(section._shown[0][1].widget.value)
+                await asyncio.sleep(0.01)
+            kinds = [e.kind for e in app.events]
+            label = section._shown[0][2].value
+            assert door.question in label and "entered" in label and "last edge" in label, label
+            section._shown[0][3].click()  # Remove
+            remaining = len(app._watcher.conditions)
+            section.question.value = "   "
+            section.add_button.click()
+            assert section.problem.value.startswith("a condition is a yes/no question"), section.problem.value
+            return kinds, lights, remaining
+        finally:
+            app.close()
+            await app._controller.aclose()
+
+    with OracleServer() as oracle:
+        kinds, lights, remaining = run_async(go(oracle))
+    assert kinds[:2] == ["enter", "exit"]
+    assert {"off", "pending", "on"} <= set(lights), set(lights)
+    assert remaining == 0
