@@ -80,10 +80,6 @@ class ImagesNotSupported(ServerHTTPError):
 class BadResponse(VLMError):
     """The server answered 2xx but not with an OpenAI-shaped body."""
 
-    @property
-    def permanent(self) -> bool:
-        return True  # not an OpenAI-compatible server at that URL: asking again will not help
-
 
 class AnswerCutOff(ServerUnreachable):
     """The answer stream ended early: the connection closed before ``[DONE]`` or a finish reason
@@ -108,6 +104,10 @@ class AnswerTooLong(BadResponse):
         super().__init__(message, url=url, status=status)
         self.partial_text = partial_text
 
+    @property
+    def permanent(self) -> bool:
+        return True  # the same settings get the same answer: asking again will not help
+
 
 class ThinkingUnfinished(BadResponse):
     """A thinking model used the whole ``max_tokens`` budget thinking and gave no answer.
@@ -118,3 +118,7 @@ class ThinkingUnfinished(BadResponse):
     def __init__(self, message: str, *, url: str, status: int | None = None, completion: Any = None) -> None:
         super().__init__(message, url=url, status=status)
         self.completion = completion
+
+    @property
+    def permanent(self) -> bool:
+        return True  # the same settings get the same answer: asking again will not help
