@@ -57,7 +57,7 @@ class ChatParams:
     thinking: bool | None = None
     #: Ask for the log-probabilities of each answer token and of this many alternatives (0: none);
     #: watched conditions read P(yes) from them.
-    logprobs: int = 0
+    top_logprobs: int = 0
 
     def __post_init__(self) -> None:
         # Refused here, with the reason, rather than sent and refused (or obeyed) by the server.
@@ -77,9 +77,9 @@ class ChatParams:
             or not low <= temp <= high
         ):
             raise ValueError(f"temperature must be a number from {low:g} to {high:g}, not {temp!r}")
-        top = self.logprobs
+        top = self.top_logprobs
         if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
-            raise ValueError(f"logprobs must be a whole number from 0 to 20, not {top!r}")
+            raise ValueError(f"top_logprobs must be a whole number from 0 to 20, not {top!r}")
         if self.thinking is not None and not isinstance(self.thinking, bool):
             raise TypeError(f"thinking must be True, False or None, not {self.thinking!r}")
 
@@ -188,7 +188,7 @@ class Completion:
     first_reasoning_s: float | None = None
     #: The answer ended while the model was still thinking (``text`` is then empty).
     thinking_unfinished: bool = False
-    #: With ``ChatParams.logprobs``: each generated token, its log-probability and the
+    #: With ``ChatParams.top_logprobs``: each generated token, its log-probability and the
     #: alternatives' (empty when the server sends none).
     logprobs: tuple[TokenLogprob, ...] = ()
 
@@ -244,9 +244,9 @@ def build_chat_body(
     if schema is not None and schema_format != "prompt":
         body["response_format"] = response_format(schema, schema_format)
     body.update(thinking_fields(params.thinking, leave_out=leave_out))
-    if params.logprobs:
+    if params.top_logprobs:
         body["logprobs"] = True
-        body["top_logprobs"] = params.logprobs
+        body["top_logprobs"] = params.top_logprobs
     return body
 
 

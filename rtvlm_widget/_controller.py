@@ -587,6 +587,7 @@ def _answer(
         text=completion.text if completion else "",
         # Sent without a model (the server's default): the one it says answered is filled in.
         params=params if params.model or not completion else replace(params, model=completion.model),
+        served_model=completion.model if completion else None,
         latency_s=completion.latency_s if completion else 0.0,
         total_s=total,
         first_token_s=completion.first_token_s if completion else None,

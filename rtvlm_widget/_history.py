@@ -36,6 +36,9 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
     for f in fields(Answer):
         if f.name == "params":
             row.update(_params_to_dict(answer.params))  # where the four columns always were
+            # The model column says which model answered, as it always did (an alias's or a
+            # gateway's route may differ from the one asked for, kept in the params).
+            row["model"] = answer.model
         elif f.name not in _SKIPPED:
             row[f.name] = getattr(answer, f.name)
     usage = answer.usage

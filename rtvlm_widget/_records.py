@@ -116,8 +116,11 @@ class Answer:
     #: What a thinking model thought before answering ("" for others); never part of ``text``,
     #: never shown over the video.
     reasoning: str = ""
-    #: With ``ChatParams.logprobs``: the answer's tokens and their log-probabilities.
+    #: With ``ChatParams.top_logprobs``: the answer's tokens and their log-probabilities.
     logprobs: tuple[TokenLogprob, ...] = field(default=(), repr=False, compare=False)
+    #: The model the server says answered (an alias or a gateway's route may name another than
+    #: the one asked for, which ``params.model`` keeps for replays); None when it said none.
+    served_model: str | None = None
 
     # The request's settings most often read, as before ``params`` held them all; ``params`` is
     # their only copy.
@@ -127,7 +130,8 @@ class Answer:
 
     @property
     def model(self) -> str | None:
-        return self.params.model if self.params else None
+        """The model that answered, as the server names it (else the one asked for)."""
+        return self.served_model or (self.params.model if self.params else None)
 
     @property
     def max_tokens(self) -> int:

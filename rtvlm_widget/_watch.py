@@ -190,7 +190,7 @@ class Watcher:
             max_tokens=max(budget, 1),
             temperature=0.0,
             stream=False,
-            logprobs=5,
+            top_logprobs=5,
         )
 
     def read(self, answer: Answer, keys: Sequence[str], schema: Schema | None = None) -> Verdicts:
