@@ -98,6 +98,7 @@ class Controller:
         self._status_listeners: list[StatusListener] = []
         self._live: asyncio.Task[None] | None = None
         self._once: asyncio.Task[Answer] | None = None
+        self._once_shown = False
         self._inflight: set[asyncio.Task[Answer]] = set()
         self._server_model: str | None = None
         self._next_turn = 0.0
@@ -162,8 +163,11 @@ class Controller:
     def send_once(self, frame: Frame | None = None) -> asyncio.Task[Answer]:
         """Ask about one fresh frame in the background (``frame``: the one the page took at the
         click; None: take one now); returns the task."""
-        if self._once is not None and not self._once.done():
+        # A click while the last one's answer is still coming is the same request; once that
+        # answer is shown (its image tokens may still be asked), a click is a new one.
+        if self._once is not None and not self._once.done() and not self._once_shown:
             return self._once
+        self._once_shown = False
         self._once = asyncio.get_running_loop().create_task(self._run_once_reporting(frame))
         return self._once
 
@@ -208,7 +212,9 @@ class Controller:
             self._once.cancel()
         await self.client.aclose()
 
-    async def ask(self, *, waited_s: float = 0.0, frame: Frame | None = None) -> Answer:
+    async def ask(
+        self, *, waited_s: float = 0.0, frame: Frame | None = None, shown: Callable[[], None] | None = None
+    ) -> Answer:
         """One request about a fresh frame (or ``frame``), recorded; a failure comes back as an
         ``Answer`` with ``error``. ``waited_s`` is how long the caller waited for its turn
         (recorded in the timing).
@@ -216,6 +222,8 @@ class Controller:
         frames = [frame] if frame is not None and self.frames_per_request <= 1 else None
         answer, asked = await self._request(waited_s=waited_s, frames=frames)
         self.record(answer)
+        if shown is not None:
+            shown()
         if asked is None:
             return answer
         # Image tokens that only a text-only request can tell: asked now, after the answer is
@@ -449,7 +457,10 @@ class Controller:
             _call_safely(listener, answer)
 
     async def _run_once_reporting(self, frame: Frame | None = None) -> Answer:
-        request = asyncio.ensure_future(self.ask(frame=frame))
+        def answered() -> None:
+            self._once_shown = True
+
+        request = asyncio.ensure_future(self.ask(frame=frame, shown=answered))
         busy = None
         if not self.live:
             # "asking…" only for an answer that is slow to come: its widget messages would
