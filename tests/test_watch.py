@@ -223,11 +223,14 @@ def test_app_watches_in_live_mode_and_the_panel_follows() -> None:
             door = app.when("Is there a magenta square?", confirm=2, clear=2, cooldown=0)
             app.watch_every = 0.05
             section = app._watch_section
+            # Each light the section shows, recorded as it changes (after the section's refresh).
+            app._watcher.on_change(
+                lambda: lights.extend(light.widget.value for _, light, *_ in section._shown)
+            )
             app.start()
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 30
             while len(app.events) < 2 and time.monotonic() < deadline:
-                lights.append(section._shown[0][1].widget.value)
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.02)
             kinds = [e.kind for e in app.events]
             label = section._shown[0][2].value
             assert door.question in label and "entered" in label and "last edge" in label, label
