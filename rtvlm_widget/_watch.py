@@ -25,7 +25,7 @@ from ._chat import ChatParams, TokenLogprob
 from ._conditions import Condition, Event, Events
 from ._protocol import Frame
 from ._records import Answer
-from ._schema import Schema, extract_json, to_schema
+from ._schema import extract_json, to_schema
 from ._tasks import spawn
 
 __all__ = ["Verdicts", "Watcher", "frame_hash", "p_yes_of"]
@@ -193,7 +193,7 @@ class Watcher:
             top_logprobs=5,
         )
 
-    def read(self, answer: Answer, keys: Sequence[str], schema: Schema | None = None) -> Verdicts:
+    def read(self, answer: Answer, keys: Sequence[str]) -> Verdicts:
         """The verdicts in an answer (the parsed data, or JSON found in its text)."""
         data = answer.data if isinstance(answer.data, dict) else None
         if data is None and answer.ok:
